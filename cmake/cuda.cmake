@@ -1,0 +1,25 @@
+# Decides whether the CUDA backend is built and sets its architectures.
+# The CUDA toolkit is looked for at /usr/local/cuda when nvcc is not on PATH.
+set(TESSERA_HAS_CUDA OFF)
+if(NOT TESSERA_CUDA STREQUAL "OFF")
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    set(CMAKE_CUDA_ARCHITECTURES ${TESSERA_CUDA_ARCHITECTURES})
+    enable_language(CUDA)
+    # CMake 3.25 predates nvcc's C++20 support: teach it the dialect flag.
+    set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+    set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+    list(APPEND CMAKE_CUDA_COMPILE_FEATURES cuda_std_20)
+    set(CMAKE_CUDA_STANDARD 20)
+    find_package(CUDAToolkit REQUIRED)
+    set(TESSERA_HAS_CUDA ON)
+  elseif(TESSERA_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "TESSERA_CUDA=ON but no CUDA compiler was found. Install the CUDA toolkit "
+                        "at /usr/local/cuda or pass -DCMAKE_CUDA_COMPILER=/path/to/nvcc.")
+  endif()
+endif()
+message(STATUS "Tessera CUDA backend: ${TESSERA_HAS_CUDA} (architectures: ${TESSERA_CUDA_ARCHITECTURES})")

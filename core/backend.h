@@ -1,0 +1,128 @@
+// The seam between ops and devices: everything a device must do, as a small vtable of kernels.
+// Op frontends (core/ops) check arguments, allocate outputs, call these kernels and record
+// autograd; kernels only compute. The CPU backend (core/cpu) is the reference: simple,
+// readable, f32/f64 (bf16/f16 stored, computed in f32). The CUDA backend implements the same
+// interface and is tested against it.
+//
+// Conventions for every kernel:
+//  - outputs are preallocated by the caller with the right shape/dtype/device and written
+//    with = (never accumulated into) unless the name ends in _accumulate;
+//  - inputs are contiguous unless the comment says "strided";
+//  - row kernels take [R, C] and work on each of the R rows (the frontend flattens leading dims);
+//  - statistics (mean, rstd, lse) are f32 whatever the activation dtype (f64 for f64 inputs).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "core/random.h"
+#include "core/storage.h"
+#include "core/tensor.h"
+
+namespace tessera {
+
+enum class BinaryOp : uint8_t { Add, Sub, Mul, Div, Max, Min, Eq, Gt, Lt };
+enum class UnaryOp : uint8_t { Neg, Exp, Log, Sqrt, Rsqrt, Abs, Relu, Gelu, Silu, Tanh, Sigmoid, Square };
+enum class ReduceOp : uint8_t { Sum, Max, Min };
+
+struct GemmArgs {
+  bool trans_a = false;  // use A^T: A is stored [batch, K, M] instead of [batch, M, K]
+  bool trans_b = false;  // use B^T: B is stored [batch, N, K] instead of [batch, K, N]
+  double alpha = 1.0;
+  double beta = 0.0;  // C = alpha * op(A) op(B) + beta * C
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual Allocator& allocator() = 0;
+
+  // ---- memory ----
+  // dst = src converted to dst's dtype. Same shape; src and dst strided (src may be a
+  // broadcast view with stride 0). src may live on another device when one side is the host.
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;
+  virtual void fill(const Tensor& dst, double value) = 0;  // dst strided
+
+  // ---- random (Philox, see core/random.h; element i of dst uses word i of the draw) ----
+  virtual void fill_uniform(const Tensor& dst, PhiloxState state, double low, double high) = 0;
+  virtual void fill_normal(const Tensor& dst, PhiloxState state, double mean, double stddev) = 0;
+  // out = x * keep / (1 - p) with keep = uniform(word i) >= p. Also the backward (x = dL_dy).
+  virtual void dropout(const Tensor& x, double p, PhiloxState state, const Tensor& out) = 0;
+
+  // ---- elementwise ----
+  // out = a op b; a and b strided views with out's shape (broadcast by stride 0). Comparison
+  // ops write 1/0 in out's dtype.
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  virtual void unary(UnaryOp op, const Tensor& x, const Tensor& out) = 0;
+  // dL_dx = dL_dy * f'(x) for Gelu (tanh approximation), Silu, Relu, Tanh, Sigmoid.
+  virtual void unary_backward(UnaryOp op, const Tensor& x, const Tensor& dL_dy, const Tensor& dL_dx) = 0;
+  // out = x * scale + shift (scalar affine; also scale and add-scalar).
+  virtual void affine(const Tensor& x, double scale, double shift, const Tensor& out) = 0;
+  // out = x ^ exponent.
+  virtual void pow(const Tensor& x, double exponent, const Tensor& out) = 0;
+  // y += alpha * x in place (gradient accumulation, SGD); y strided, x same shape, any float dtypes.
+  virtual void axpy(double alpha, const Tensor& x, const Tensor& y) = 0;
+  // SwiGLU: out = silu(gate) * up; backward writes both input gradients.
+  virtual void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
+  virtual void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dL_dout,
+                               const Tensor& dL_dgate, const Tensor& dL_dup) = 0;
+
+  // ---- reductions over the last dim of x [R, C] into out [R] ----
+  virtual void reduce_rows(ReduceOp op, const Tensor& x, const Tensor& out) = 0;
+  virtual void argmax_rows(const Tensor& x, const Tensor& out_i64) = 0;
+
+  // ---- matmul: c[batch, M, N] (= or +=, see GemmArgs) a[batch, M, K] b[batch, K, N]; a batch
+  // count of 1 broadcasts over c's batch. f32 accumulation for 16-bit types. ----
+  virtual void gemm(const Tensor& a, const Tensor& b, const Tensor& c, const GemmArgs& args) = 0;
+
+  // ---- embedding: out[N, C] = weight[ids[N], :]; backward adds rows into dL_dweight ----
+  virtual void embedding(const Tensor& weight, const Tensor& ids, const Tensor& out) = 0;
+  virtual void embedding_backward_accumulate(const Tensor& ids, const Tensor& dL_dout,
+                                             const Tensor& dL_dweight) = 0;
+
+  // ---- normalisation over the last dim of x [R, C]; bias may be undefined ----
+  virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                          const Tensor& y, const Tensor& mean, const Tensor& rstd) = 0;
+  virtual void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean,
+                                   const Tensor& rstd, const Tensor& dL_dy, const Tensor& dL_dx,
+                                   const Tensor& dL_dweight, const Tensor& dL_dbias) = 0;
+  virtual void rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y,
+                        const Tensor& rstd) = 0;
+  virtual void rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& rstd,
+                                 const Tensor& dL_dy, const Tensor& dL_dx, const Tensor& dL_dweight) = 0;
+
+  // ---- softmax over the last dim of [R, C] ----
+  virtual void softmax(const Tensor& x, const Tensor& y) = 0;
+  virtual void softmax_backward(const Tensor& y, const Tensor& dL_dy, const Tensor& dL_dx) = 0;
+
+  // ---- cross-entropy: logits [N, V], targets [N] (i32/i64). losses[N] (f32/f64) gets
+  // logsumexp - logit[target], 0 where target == ignore_index. Backward: dL_dlogits =
+  // (softmax - onehot) * dL_dlosses[row], 0 on ignored rows. ----
+  virtual void cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                             const Tensor& losses) = 0;
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets,
+                                      int64_t ignore_index, const Tensor& dL_dlosses,
+                                      const Tensor& dL_dlogits) = 0;
+
+  // ---- attention: q [B, T, H, D], k and v [B, T, KV, D] (H % KV == 0; query head h reads
+  // kv head h / (H / KV)), out [B, T, H, D], lse [B, H, T] (logsumexp of the scaled scores,
+  // f32/f64). Causal masks key j > query i. ----
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                         double scale, const Tensor& out, const Tensor& lse) = 0;
+  virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& out, const Tensor& lse, const Tensor& dL_dout,
+                                  bool causal, double scale, const Tensor& dL_dq,
+                                  const Tensor& dL_dk, const Tensor& dL_dv) = 0;
+
+  // ---- rotary embedding on x [B, T, H, D] with cos/sin [T, D/2] (f32/f64), rotating pairs
+  // (i, i + D/2) (the Llama / NeoX "rotate half" layout). inverse = rotate by -angle (the
+  // backward). ----
+  virtual void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, bool inverse,
+                    const Tensor& out) = 0;
+};
+
+// The backend that runs kernels for tensors on `device`.
+Backend& backend_for(Device device);
+
+}  // namespace tessera

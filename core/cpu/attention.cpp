@@ -1,0 +1,160 @@
+// CPU reference kernels for scaled dot-product attention with grouped-query heads.
+// q, out, dL_dout, dL_dq [B, T, H, D]; k, v, dL_dk, dL_dv [B, T, KV, D], all one dtype;
+// lse [B, H, T] is f32 (f64 for f64 inputs). Query head h reads kv head h / (H / KV); causal
+// masks key j > query i. Arithmetic runs in acc_type<T>, one query row at a time:
+//   s_ij = scale * q_i . k_j,  lse_i = logsumexp_j s_ij,  p_ij = exp(s_ij - lse_i),
+//   out_i = sum_j p_ij v_j.
+// Backward recomputes p from the saved lse (FlashAttention-style), with delta_i = dO_i . O_i:
+//   dp_ij = dO_i . v_j,  ds_ij = p_ij (dp_ij - delta_i),  dQ_i = scale sum_j ds_ij k_j,
+//   dK_j = scale sum_i ds_ij q_i,  dV_j = sum_i p_ij dO_i
+// (dK and dV summed over the query heads that share a kv head). Outputs are written with =.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string_view>
+#include <vector>
+
+#include "core/cpu/cpu_backend.h"
+
+namespace tessera {
+namespace {
+
+// Checks that `t` is a contiguous CPU tensor of the given dtype and shape.
+void check_arg(std::string_view kernel, std::string_view name, const Tensor& t, DType dtype,
+               const Shape& shape) {
+  TS_CHECK(t.defined(), kernel, ": ", name, " is undefined");
+  TS_CHECK(t.device().is_cpu(), kernel, ": ", name, " is on ", t.device(), ", expected cpu");
+  TS_CHECK(t.dtype() == dtype && t.shape() == shape, kernel, ": expected ", name, " ",
+           dtype_name(dtype), " ", shape_str(shape), ", got ", dtype_name(t.dtype()), " ",
+           shape_str(t.shape()));
+  TS_CHECK(t.is_contiguous(), kernel, ": ", name, " ", shape_str(t.shape()),
+           " must be contiguous, strides ", shape_str(t.strides()));
+}
+
+// Dimensions of one attention call, read from q [B, T, H, D] and k [B, T, KV, D].
+struct AttentionDims {
+  int64_t B, T, H, KV, D;
+
+  // Element offset of row (b, t, head) in a [B, T, heads, D] tensor.
+  int64_t row(int64_t b, int64_t t, int64_t head, int64_t heads) const {
+    return ((b * T + t) * heads + head) * D;
+  }
+};
+
+AttentionDims attention_dims(std::string_view kernel, const Tensor& q, const Tensor& k) {
+  TS_CHECK(q.defined() && q.dim() == 4, kernel, ": expected q [B, T, H, D], got ",
+           q.defined() ? shape_str(q.shape()) : "an undefined tensor");
+  TS_CHECK(k.defined() && k.dim() == 4, kernel, ": expected k [B, T, KV, D], got ",
+           k.defined() ? shape_str(k.shape()) : "an undefined tensor");
+  AttentionDims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
+  TS_CHECK(d.KV > 0 && d.H % d.KV == 0, kernel, ": query heads H = ", d.H,
+           " must be a multiple of kv heads KV = ", d.KV, " (q ", shape_str(q.shape()), ", k ",
+           shape_str(k.shape()), ")");
+  return d;
+}
+
+template <typename Scalar, typename Acc = acc_type<Scalar>>
+Acc dot(const Scalar* a, const Scalar* b, int64_t D) {
+  Acc sum = 0;
+  for (int64_t d = 0; d < D; ++d) sum += Acc(a[d]) * Acc(b[d]);
+  return sum;
+}
+
+}  // namespace
+
+void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                           double scale, const Tensor& out, const Tensor& lse) {
+  const AttentionDims dims = attention_dims("attention", q, k);
+  const auto [B, T, H, KV, D] = dims;
+  dispatch_float(q.dtype(), "attention", [&](auto tag) {
+    using Scalar = decltype(tag);
+    using Acc = acc_type<Scalar>;
+    check_arg("attention", "q", q, q.dtype(), {B, T, H, D});
+    check_arg("attention", "k", k, q.dtype(), {B, T, KV, D});
+    check_arg("attention", "v", v, q.dtype(), {B, T, KV, D});
+    check_arg("attention", "out", out, q.dtype(), {B, T, H, D});
+    check_arg("attention", "lse", lse, dtype_of<Acc>(), {B, H, T});
+    const Scalar *qp = q.data<Scalar>(), *kp = k.data<Scalar>(), *vp = v.data<Scalar>();
+    Scalar* op = out.data<Scalar>();
+    std::vector<Acc> p(T), o(D);  // one query row's scores/probabilities and output
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t kvh = h / (H / KV);
+        for (int64_t i = 0; i < T; ++i) {
+          const int64_t keys = causal ? i + 1 : T;
+          Acc max = -std::numeric_limits<Acc>::infinity();
+          for (int64_t j = 0; j < keys; ++j) {
+            p[j] = Acc(scale) * dot(qp + dims.row(b, i, h, H), kp + dims.row(b, j, kvh, KV), D);
+            max = std::max(max, p[j]);
+          }
+          Acc sum = 0;
+          for (int64_t j = 0; j < keys; ++j) {
+            p[j] = std::exp(p[j] - max);
+            sum += p[j];
+          }
+          std::fill(o.begin(), o.end(), Acc(0));
+          for (int64_t j = 0; j < keys; ++j) {
+            const Scalar* vj = vp + dims.row(b, j, kvh, KV);
+            for (int64_t d = 0; d < D; ++d) o[d] += p[j] * Acc(vj[d]);
+          }
+          for (int64_t d = 0; d < D; ++d) op[dims.row(b, i, h, H) + d] = Scalar(o[d] / sum);
+          lse.data<Acc>()[(b * H + h) * T + i] = max + std::log(sum);
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& out, const Tensor& lse, const Tensor& dL_dout,
+                                    bool causal, double scale, const Tensor& dL_dq,
+                                    const Tensor& dL_dk, const Tensor& dL_dv) {
+  const AttentionDims dims = attention_dims("attention_backward", q, k);
+  const auto [B, T, H, KV, D] = dims;
+  dispatch_float(q.dtype(), "attention_backward", [&](auto tag) {
+    using Scalar = decltype(tag);
+    using Acc = acc_type<Scalar>;
+    check_arg("attention_backward", "q", q, q.dtype(), {B, T, H, D});
+    check_arg("attention_backward", "k", k, q.dtype(), {B, T, KV, D});
+    check_arg("attention_backward", "v", v, q.dtype(), {B, T, KV, D});
+    check_arg("attention_backward", "out", out, q.dtype(), {B, T, H, D});
+    check_arg("attention_backward", "lse", lse, dtype_of<Acc>(), {B, H, T});
+    check_arg("attention_backward", "dL_dout", dL_dout, q.dtype(), {B, T, H, D});
+    check_arg("attention_backward", "dL_dq", dL_dq, q.dtype(), {B, T, H, D});
+    check_arg("attention_backward", "dL_dk", dL_dk, q.dtype(), {B, T, KV, D});
+    check_arg("attention_backward", "dL_dv", dL_dv, q.dtype(), {B, T, KV, D});
+    const Scalar *qp = q.data<Scalar>(), *kp = k.data<Scalar>(), *vp = v.data<Scalar>();
+    const Scalar *op = out.data<Scalar>(), *dop = dL_dout.data<Scalar>();
+    std::vector<Acc> dk(k.numel(), Acc(0)), dv(v.numel(), Acc(0));  // summed over query heads
+    std::vector<Acc> dq(D);
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t kvh = h / (H / KV);
+        for (int64_t i = 0; i < T; ++i) {
+          const int64_t keys = causal ? i + 1 : T;
+          const int64_t qi = dims.row(b, i, h, H);
+          const Acc lse_i = lse.data<Acc>()[(b * H + h) * T + i];
+          const Acc delta_i = dot(dop + qi, op + qi, D);
+          std::fill(dq.begin(), dq.end(), Acc(0));
+          for (int64_t j = 0; j < keys; ++j) {
+            const int64_t kj = dims.row(b, j, kvh, KV);
+            const Acc p_ij = std::exp(Acc(scale) * dot(qp + qi, kp + kj, D) - lse_i);
+            const Acc ds_ij = p_ij * (dot(dop + qi, vp + kj, D) - delta_i);
+            for (int64_t d = 0; d < D; ++d) {
+              dq[d] += Acc(scale) * ds_ij * Acc(kp[kj + d]);
+              dk[kj + d] += Acc(scale) * ds_ij * Acc(qp[qi + d]);
+              dv[kj + d] += p_ij * Acc(dop[qi + d]);
+            }
+          }
+          for (int64_t d = 0; d < D; ++d) dL_dq.data<Scalar>()[qi + d] = Scalar(dq[d]);
+        }
+      }
+    }
+    for (int64_t e = 0; e < k.numel(); ++e) {
+      dL_dk.data<Scalar>()[e] = Scalar(dk[e]);
+      dL_dv.data<Scalar>()[e] = Scalar(dv[e]);
+    }
+  });
+}
+
+}  // namespace tessera

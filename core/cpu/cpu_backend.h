@@ -1,0 +1,68 @@
+// The CPU backend: the reference implementation of every kernel in core/backend.h.
+// Simple loops over contiguous rows, OpenBLAS for GEMM; f32/f64 native, bf16/f16 loaded and
+// stored through f32 (acc_type). Kernel definitions are split by family across core/cpu/*.cpp.
+#pragma once
+
+#include "core/backend.h"
+
+namespace tessera {
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device::cpu(); }
+  Allocator& allocator() override { return allocator_; }
+
+  void copy(const Tensor& src, const Tensor& dst) override;
+  void fill(const Tensor& dst, double value) override;
+  void fill_uniform(const Tensor& dst, PhiloxState state, double low, double high) override;
+  void fill_normal(const Tensor& dst, PhiloxState state, double mean, double stddev) override;
+  void dropout(const Tensor& x, double p, PhiloxState state, const Tensor& out) override;
+
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void unary(UnaryOp op, const Tensor& x, const Tensor& out) override;
+  void unary_backward(UnaryOp op, const Tensor& x, const Tensor& dL_dy, const Tensor& dL_dx) override;
+  void affine(const Tensor& x, double scale, double shift, const Tensor& out) override;
+  void pow(const Tensor& x, double exponent, const Tensor& out) override;
+  void axpy(double alpha, const Tensor& x, const Tensor& y) override;
+  void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) override;
+  void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dL_dout,
+                       const Tensor& dL_dgate, const Tensor& dL_dup) override;
+
+  void reduce_rows(ReduceOp op, const Tensor& x, const Tensor& out) override;
+  void argmax_rows(const Tensor& x, const Tensor& out_i64) override;
+  void gemm(const Tensor& a, const Tensor& b, const Tensor& c, const GemmArgs& args) override;
+
+  void embedding(const Tensor& weight, const Tensor& ids, const Tensor& out) override;
+  void embedding_backward_accumulate(const Tensor& ids, const Tensor& dL_dout,
+                                     const Tensor& dL_dweight) override;
+
+  void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                  const Tensor& y, const Tensor& mean, const Tensor& rstd) override;
+  void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean,
+                           const Tensor& rstd, const Tensor& dL_dy, const Tensor& dL_dx,
+                           const Tensor& dL_dweight, const Tensor& dL_dbias) override;
+  void rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y,
+                const Tensor& rstd) override;
+  void rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& rstd,
+                         const Tensor& dL_dy, const Tensor& dL_dx, const Tensor& dL_dweight) override;
+
+  void softmax(const Tensor& x, const Tensor& y) override;
+  void softmax_backward(const Tensor& y, const Tensor& dL_dy, const Tensor& dL_dx) override;
+  void cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                     const Tensor& losses) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                              const Tensor& dL_dlosses, const Tensor& dL_dlogits) override;
+
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale,
+                 const Tensor& out, const Tensor& lse) override;
+  void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                          const Tensor& lse, const Tensor& dL_dout, bool causal, double scale,
+                          const Tensor& dL_dq, const Tensor& dL_dk, const Tensor& dL_dv) override;
+  void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, bool inverse,
+            const Tensor& out) override;
+
+ private:
+  CpuAllocator allocator_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,78 @@
+// CPU reference for the embedding lookup: out[N, C] = weight[ids[N], :] with weight [V, C] and
+// ids (i32/i64, any shape, N elements), and its backward, which adds row n of dL_dout into row
+// ids[n] of dL_dweight in order n = 0, 1, ... (deterministic by construction). Every id is
+// checked to lie in [0, V).
+#include <algorithm>
+#include <string_view>
+#include <vector>
+
+#include "core/cpu/cpu_backend.h"
+#include "core/cpu/strided.h"
+
+namespace tessera {
+
+namespace {
+
+// Checks the shapes shared by forward and backward; `rows` is out or dL_dout.
+void check_embedding(std::string_view op, const Tensor& weight, const Tensor& ids, const Tensor& rows,
+                     std::string_view rows_name) {
+  TS_CHECK(weight.dim() == 2, op, ": weight must be [V, C], got ", shape_str(weight.shape()));
+  TS_CHECK(rows.numel() == ids.numel() * weight.size(1), op, ": ", rows_name, " ", shape_str(rows.shape()),
+           " must hold one row of C = ", weight.size(1), " per id (ids ", shape_str(ids.shape()), ")");
+  TS_CHECK(rows.dtype() == weight.dtype(), op, ": ", rows_name, " is ", rows.dtype(), " but weight is ",
+           weight.dtype());
+  check_contiguous(op, "weight", weight);
+  check_contiguous(op, "ids", ids);
+  check_contiguous(op, rows_name, rows);
+}
+
+// ids as int64 after checking each lies in [0, V).
+std::vector<int64_t> checked_ids(std::string_view op, const Tensor& ids, int64_t vocab) {
+  std::vector<int64_t> out(static_cast<size_t>(ids.numel()));
+  dispatch_index(ids.dtype(), op, [&](auto t) {
+    using I = decltype(t);
+    const I* p = ids.data<I>();
+    for (size_t n = 0; n < out.size(); ++n) {
+      int64_t id = static_cast<int64_t>(p[n]);
+      TS_CHECK(id >= 0 && id < vocab, op, ": id ", id, " at position ", n, " is outside [0, V = ", vocab, ")");
+      out[n] = id;
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+void CpuBackend::embedding(const Tensor& weight, const Tensor& ids, const Tensor& out) {
+  check_embedding("embedding", weight, ids, out, "out");
+  std::vector<int64_t> rows = checked_ids("embedding", ids, weight.size(0));
+  int64_t channels = weight.size(1);
+  dispatch_float(weight.dtype(), "embedding", [&](auto t) {
+    using T = decltype(t);
+    const T* w = weight.data<T>();
+    T* y = out.data<T>();
+    for (size_t n = 0; n < rows.size(); ++n) {
+      const T* src = w + rows[n] * channels;
+      std::copy(src, src + channels, y + static_cast<int64_t>(n) * channels);
+    }
+  });
+}
+
+void CpuBackend::embedding_backward_accumulate(const Tensor& ids, const Tensor& dL_dout, const Tensor& dL_dweight) {
+  check_embedding("embedding_backward_accumulate", dL_dweight, ids, dL_dout, "dL_dout");
+  std::vector<int64_t> rows = checked_ids("embedding_backward_accumulate", ids, dL_dweight.size(0));
+  int64_t channels = dL_dweight.size(1);
+  dispatch_float(dL_dweight.dtype(), "embedding_backward_accumulate", [&](auto t) {
+    using T = decltype(t);
+    using A = acc_type<T>;
+    const T* dy = dL_dout.data<T>();
+    T* dw = dL_dweight.data<T>();
+    for (size_t n = 0; n < rows.size(); ++n) {
+      const T* src = dy + static_cast<int64_t>(n) * channels;
+      T* dst = dw + rows[n] * channels;
+      for (int64_t c = 0; c < channels; ++c) dst[c] = T(static_cast<A>(dst[c]) + static_cast<A>(src[c]));
+    }
+  });
+}
+
+}  // namespace tessera

@@ -1,0 +1,107 @@
+// CPU reference GEMM: c[batch, M, N] = alpha * op(a) op(b) + beta * c with row-major,
+// contiguous operands (a 2-D operand is a batch of one; a batch of one broadcasts over c's
+// batch). f32 and f64 call OpenBLAS sgemm / dgemm once per batch; bf16 and f16 are widened to
+// f32 temporaries, multiplied with sgemm (f32 accumulation) and rounded back. With beta == 0,
+// c is never read (garbage or NaN in it does not leak into the result).
+#include <cblas.h>
+
+#include <algorithm>
+#include <climits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/cpu/cpu_backend.h"
+#include "core/cpu/strided.h"
+
+namespace tessera {
+
+namespace {
+
+struct Matrices {
+  int64_t batch, rows, cols;
+};
+
+struct GemmSize {
+  int64_t batch, batch_a, batch_b, m, n, k;
+};
+
+Matrices matrices(const Tensor& t) {
+  if (t.dim() == 2) return {1, t.size(0), t.size(1)};
+  return {t.size(0), t.size(1), t.size(2)};
+}
+
+GemmSize check_gemm(const Tensor& a, const Tensor& b, const Tensor& c, const GemmArgs& args) {
+  auto shapes = [&] {
+    return "a " + shape_str(a.shape()) + (args.trans_a ? " (transposed)" : "") + ", b " + shape_str(b.shape()) +
+           (args.trans_b ? " (transposed)" : "") + ", c " + shape_str(c.shape());
+  };
+  for (const Tensor* t : {&a, &b, &c}) {
+    TS_CHECK(t->dim() == 2 || t->dim() == 3, "gemm: operands must be [batch, rows, cols] or [rows, cols]: ", shapes());
+    TS_CHECK(t->is_contiguous(), "gemm: operands must be contiguous: ", shapes());
+  }
+  TS_CHECK(a.dtype() == c.dtype() && b.dtype() == c.dtype(), "gemm: dtypes differ: a ", a.dtype(), ", b ", b.dtype(),
+           ", c ", c.dtype());
+  Matrices ma = matrices(a), mb = matrices(b), mc = matrices(c);
+  GemmSize s{mc.batch, ma.batch, mb.batch, mc.rows, mc.cols, args.trans_a ? ma.rows : ma.cols};
+  TS_CHECK((args.trans_a ? ma.cols : ma.rows) == s.m && (args.trans_b ? mb.cols : mb.rows) == s.k &&
+               (args.trans_b ? mb.rows : mb.cols) == s.n,
+           "gemm: inner dimensions do not match: ", shapes());
+  TS_CHECK((s.batch_a == 1 || s.batch_a == s.batch) && (s.batch_b == 1 || s.batch_b == s.batch),
+           "gemm: batch counts of a and b must be 1 or c's: ", shapes());
+  TS_CHECK(std::max({s.m, s.n, s.k}) <= INT_MAX, "gemm: a dimension exceeds BLAS's int range: ", shapes());
+  return s;
+}
+
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, double alpha, const float* a, int lda,
+               const float* b, int ldb, double beta, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(alpha), a, lda, b, ldb, static_cast<float>(beta),
+              c, ldc);
+}
+
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, double alpha, const double* a, int lda,
+               const double* b, int ldb, double beta, double* c, int ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// One BLAS call per batch on raw row-major pointers (T is float or double).
+template <typename T>
+void gemm_batches(const T* a, const T* b, T* c, const GemmSize& s, const GemmArgs& args) {
+  int m = static_cast<int>(s.m), n = static_cast<int>(s.n), k = static_cast<int>(s.k);
+  int lda = std::max(1, args.trans_a ? m : k);
+  int ldb = std::max(1, args.trans_b ? k : n);
+  int ldc = std::max(1, n);
+  CBLAS_TRANSPOSE ta = args.trans_a ? CblasTrans : CblasNoTrans;
+  CBLAS_TRANSPOSE tb = args.trans_b ? CblasTrans : CblasNoTrans;
+  for (int64_t i = 0; i < s.batch; ++i) {
+    const T* ai = a + (s.batch_a == 1 ? 0 : i) * s.m * s.k;
+    const T* bi = b + (s.batch_b == 1 ? 0 : i) * s.k * s.n;
+    blas_gemm(ta, tb, m, n, k, args.alpha, ai, lda, bi, ldb, args.beta, c + i * s.m * s.n, ldc);
+  }
+}
+
+template <typename T>
+std::vector<float> widen(const Tensor& t) {
+  const T* p = t.data<T>();
+  return std::vector<float>(p, p + t.numel());
+}
+
+}  // namespace
+
+void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, const GemmArgs& args) {
+  GemmSize s = check_gemm(a, b, c, args);
+  if (s.m == 0 || s.n == 0 || s.batch == 0) return;
+  dispatch_float(c.dtype(), "gemm", [&](auto t) {
+    using T = decltype(t);
+    if constexpr (is_16bit_float_v<T>) {
+      std::vector<float> a32 = widen<T>(a), b32 = widen<T>(b);
+      std::vector<float> c32 = args.beta == 0.0 ? std::vector<float>(static_cast<size_t>(c.numel())) : widen<T>(c);
+      gemm_batches(a32.data(), b32.data(), c32.data(), s, args);
+      std::copy(c32.begin(), c32.end(), c.data<T>());
+    } else {
+      gemm_batches(a.data<T>(), b.data<T>(), c.data<T>(), s, args);
+    }
+  });
+}
+
+}  // namespace tessera

@@ -1,0 +1,118 @@
+#include "core/ops/linalg.h"
+
+#include "core/autograd/node.h"
+#include "core/backend.h"
+#include "core/ops/checks.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
+
+namespace tessera {
+
+namespace {
+
+using Grads = std::vector<Tensor>;
+using Needs = std::vector<bool>;
+
+// op(a) @ op(b) for 3-D contiguous a, b (a batch of 1 broadcasts) into a new tensor.
+Tensor gemm_new(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  int64_t batch = std::max(a.size(0), b.size(0));
+  int64_t m = trans_a ? a.size(2) : a.size(1);
+  int64_t n = trans_b ? b.size(1) : b.size(2);
+  Tensor c = Tensor::empty({batch, m, n}, a.dtype(), a.device());
+  backend_for(a.device()).gemm(a, b, c, GemmArgs{trans_a, trans_b, 1.0, 0.0});
+  return c;
+}
+
+Shape with_last_two(Shape batch, int64_t rows, int64_t cols) {
+  batch.push_back(rows);
+  batch.push_back(cols);
+  return batch;
+}
+
+void check_matmul_args(std::string_view op, const Tensor& a, const Tensor& b) {
+  check_defined(op, a, "first operand");
+  check_defined(op, b, "second operand");
+  check_same_dtype_device(op, a, b);
+  check_floating(op, a);
+  TS_CHECK(a.dim() >= 2 && b.dim() >= 2, op, ": operands must be at least 2-D, got ", a.shape(),
+           " and ", b.shape());
+}
+
+// a [..., M, K] @ b [K, N]: the leading dims of a fold into M.
+Tensor matmul_folded(const Tensor& a, const Tensor& b) {
+  int64_t k = a.size(-1), n = b.size(1);
+  int64_t rows = a.numel() / std::max<int64_t>(k, 1);
+  Tensor a3 = a.detach().contiguous().view({1, rows, k});
+  Tensor b3 = b.detach().contiguous().view({1, k, n});
+  Shape out_shape = a.shape();
+  out_shape.back() = n;
+  Tensor out = gemm_new(a3, b3, false, false).view(out_shape);
+  return record_op("matmul", {a, b}, out, [a3, b3, a_shape = a.shape(), rows, n](const Grads& g, const Needs& need) {
+    Tensor g3 = g[0].contiguous().view({1, rows, n});
+    return Grads{need[0] ? gemm_new(g3, b3, false, true).view(a_shape) : Tensor(),
+                 need[1] ? gemm_new(a3, g3, true, false).view({a3.size(2), n}) : Tensor()};
+  });
+}
+
+// a [..., M, K] @ b [..., K, N] with broadcast batch dims.
+Tensor matmul_batched(const Tensor& a, const Tensor& b) {
+  int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
+  Shape batch = broadcast_shapes(Shape(a.shape().begin(), a.shape().end() - 2),
+                                 Shape(b.shape().begin(), b.shape().end() - 2), "matmul");
+  int64_t nb = shape_numel(batch);
+  Tensor a3 = a.detach().expand(with_last_two(batch, m, k)).contiguous().view({nb, m, k});
+  Tensor b3 = b.detach().expand(with_last_two(batch, k, n)).contiguous().view({nb, k, n});
+  Tensor out = gemm_new(a3, b3, false, false).view(with_last_two(batch, m, n));
+  return record_op("matmul", {a, b}, out, [a3, b3, batch, a_shape = a.shape(), b_shape = b.shape(), nb, m, k, n](
+                                              const Grads& g, const Needs& need) {
+    Tensor g3 = g[0].contiguous().view({nb, m, n});
+    Tensor dL_da, dL_db;
+    if (need[0]) dL_da = sum_to(gemm_new(g3, b3, false, true).view(with_last_two(batch, m, k)), a_shape);
+    if (need[1]) dL_db = sum_to(gemm_new(a3, g3, true, false).view(with_last_two(batch, k, n)), b_shape);
+    return Grads{dL_da, dL_db};
+  });
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_matmul_args("matmul", a, b);
+  TS_CHECK(a.size(-1) == b.size(-2), "matmul: inner dimensions differ: ", a.shape(), " @ ", b.shape(),
+           " (", a.size(-1), " vs ", b.size(-2), ")");
+  return b.dim() == 2 ? matmul_folded(a, b) : matmul_batched(a, b);
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_defined("linear", x, "input");
+  check_defined("linear", weight, "weight");
+  check_same_dtype_device("linear", x, weight);
+  check_floating("linear", x);
+  check_dim("linear", weight, 2, "weight");
+  int64_t in = weight.size(1), out_features = weight.size(0);
+  check_last_dim("linear", x, in, "input (weight is [out, in])");
+  if (bias.defined()) {
+    check_same_dtype_device("linear", x, bias);
+    TS_CHECK(bias.dim() == 1 && bias.size(0) == out_features, "linear: bias must be [", out_features,
+             "] for weight ", weight.shape(), ", got ", bias.shape());
+  }
+  int64_t rows = x.numel() / std::max<int64_t>(in, 1);
+  Tensor x3 = x.detach().contiguous().view({1, rows, in});
+  Tensor w3 = weight.detach().contiguous().view({1, out_features, in});
+  Tensor y = gemm_new(x3, w3, false, true);
+  if (bias.defined()) {
+    Shape y_shape = y.shape();
+    backend_for(x.device()).binary(BinaryOp::Add, y, bias.detach().expand(y_shape), y);
+  }
+  Shape out_shape = x.shape();
+  out_shape.back() = out_features;
+  y = y.view(out_shape);
+  return record_op("linear", {x, weight, bias}, y, [x3, w3, x_shape = x.shape(), rows, out_features](
+                                                        const Grads& g, const Needs& need) {
+    Tensor g3 = g[0].contiguous().view({1, rows, out_features});
+    return Grads{need[0] ? gemm_new(g3, w3, false, false).view(x_shape) : Tensor(),
+                 need[1] ? gemm_new(g3, x3, true, false).view({out_features, w3.size(2)}) : Tensor(),
+                 need[2] ? sum(g3.view({rows, out_features}), {0}) : Tensor()};
+  });
+}
+
+}  // namespace tessera

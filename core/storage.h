@@ -1,0 +1,46 @@
+// Ref-counted memory behind tensors. A Storage owns one allocation on one device; views of a
+// tensor share its Storage through std::shared_ptr. Allocation goes through an Allocator so
+// the CUDA backend can plug in its caching allocator without the tensor knowing.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+
+#include "core/device.h"
+
+namespace tessera {
+
+class Storage {
+ public:
+  using Deleter = std::function<void(void*)>;
+  Storage(void* data, size_t nbytes, Device device, Deleter deleter);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void* data_;
+  size_t nbytes_;
+  Device device_;
+  Deleter deleter_;
+};
+
+// What a device must provide to hold memory.
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual std::shared_ptr<Storage> allocate(size_t nbytes) = 0;
+};
+
+// Host memory, 64-byte aligned (a cache line; also enough for AVX-512 loads).
+class CpuAllocator final : public Allocator {
+ public:
+  std::shared_ptr<Storage> allocate(size_t nbytes) override;
+};
+
+}  // namespace tessera
