@@ -9,7 +9,11 @@
 //    with = (never accumulated into) unless the name ends in _accumulate;
 //  - inputs are contiguous unless the comment says "strided";
 //  - row kernels take [R, C] and work on each of the R rows (the frontend flattens leading dims);
-//  - statistics (mean, rstd, lse) are f32 whatever the activation dtype (f64 for f64 inputs).
+//  - statistics (mean, rstd, lse, per-token losses and their gradient, rope cos/sin tables)
+//    are f32 whatever the activation dtype (f64 for f64 inputs);
+//  - weights and biases have the activations' dtype (the frontend casts mixed-precision
+//    master weights before the call);
+//  - out may alias x only where the comment says so (elementwise kernels, rope).
 #pragma once
 
 #include <cstdint>
@@ -44,7 +48,9 @@ class Backend {
   virtual void copy(const Tensor& src, const Tensor& dst) = 0;
   virtual void fill(const Tensor& dst, double value) = 0;  // dst strided
 
-  // ---- random (Philox, see core/random.h; element i of dst uses word i of the draw) ----
+  // ---- random (Philox, see core/random.h). Uniform and dropout: element i uses word i of
+  // the draw, bit-exact across devices. Normal: element i uses words 2i and 2i+1 (Box-Muller
+  // in f64), equal across devices up to libm rounding. core/cpu/random.cpp has the exact maps. ----
   virtual void fill_uniform(const Tensor& dst, PhiloxState state, double low, double high) = 0;
   virtual void fill_normal(const Tensor& dst, PhiloxState state, double mean, double stddev) = 0;
   // out = x * keep / (1 - p) with keep = uniform(word i) >= p. Also the backward (x = dL_dy).
@@ -55,7 +61,7 @@ class Backend {
   // ops write 1/0 in out's dtype.
   virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
   virtual void unary(UnaryOp op, const Tensor& x, const Tensor& out) = 0;
-  // dL_dx = dL_dy * f'(x) for Gelu (tanh approximation), Silu, Relu, Tanh, Sigmoid.
+  // dL_dx = dL_dy * f'(x), from the input x, for every UnaryOp (Gelu: tanh approximation).
   virtual void unary_backward(UnaryOp op, const Tensor& x, const Tensor& dL_dy, const Tensor& dL_dx) = 0;
   // out = x * scale + shift (scalar affine; also scale and add-scalar).
   virtual void affine(const Tensor& x, double scale, double shift, const Tensor& out) = 0;

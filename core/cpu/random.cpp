@@ -10,12 +10,13 @@
 //  - fill_normal (Box-Muller, cosine branch only): element i uses words 2i and 2i+1, i.e.
 //    block i/2 of the draw, words (0, 1) for even i and (2, 3) for odd i. In f64 for every T:
 //      u1 = ((w(2i) >> 8) + 1) * 2^-24 in (0, 1],  u2 = (w(2i+1) >> 8) * 2^-24 in [0, 1),
-//      z = sqrt(-2 * log(u1)) * cos(kTwoPi * u2),   dst[i] = T(fma(stddev, z, mean)).
+//      z = sqrt(-2 * log(u1)) * cos(kTwoPi * u2),   dst[i] = T(fma(stddev, z, mean)),
+//    kTwoPi = 6.283185307179586 (2 pi in f64).
 //    log and cos are not correctly rounded by either libm, so the devices can differ in the
 //    last bit of the f64 value; after rounding to f32/bf16/f16 that almost never shows.
 //  - dropout, p in [0, 1): keep(i) = double(u(i)) >= p (equivalently (w(i) >> 8) >=
 //    ceil(p * 2^24)); out[i] = keep(i) ? T(A(x[i]) / A(1.0 - p)) : 0, with 1 - p computed in
-//    f64 and the division IEEE (no reciprocal). p == 0 copies x without drawing.
+//    f64 and the division IEEE (no reciprocal, no fast math). p == 0 copies x without drawing.
 // T(v) of an f32 value rounds to nearest even; an f64 value goes to bf16/f16 through f32.
 #include <cmath>
 #include <numbers>

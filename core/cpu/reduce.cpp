@@ -2,6 +2,7 @@
 // min into out [R] (x's dtype) and argmax into i64. Sums accumulate in f64 whatever the dtype
 // (a tighter reference than the f32 accumulation of the CUDA kernels); max and min propagate
 // NaN; argmax returns the first maximum (a NaN counts as the maximum).
+#include <algorithm>
 #include <cmath>
 #include <string_view>
 #include <utility>
@@ -24,6 +25,14 @@ std::pair<int64_t, int64_t> check_rows(std::string_view op, const Tensor& x, con
   return {rows, x.size(1)};
 }
 
+// One step of a row reduction in f64; max and min keep the first NaN they meet.
+double reduce_step(ReduceOp op, double acc, double v) {
+  if (op == ReduceOp::Sum) return acc + v;
+  if (std::isnan(acc)) return acc;
+  if (std::isnan(v)) return v;
+  return op == ReduceOp::Max ? std::max(acc, v) : std::min(acc, v);
+}
+
 }  // namespace
 
 void CpuBackend::reduce_rows(ReduceOp op, const Tensor& x, const Tensor& out) {
@@ -37,14 +46,7 @@ void CpuBackend::reduce_rows(ReduceOp op, const Tensor& x, const Tensor& out) {
     for (int64_t r = 0; r < rows; ++r) {
       const T* row = in + r * cols;
       double result = op == ReduceOp::Sum ? 0.0 : static_cast<double>(row[0]);
-      for (int64_t c = 0; c < cols; ++c) {
-        double v = static_cast<double>(row[c]);
-        switch (op) {
-          case ReduceOp::Sum: result += v; break;
-          case ReduceOp::Max: result = (v > result || std::isnan(v)) && !std::isnan(result) ? v : result; break;
-          case ReduceOp::Min: result = (v < result || std::isnan(v)) && !std::isnan(result) ? v : result; break;
-        }
-      }
+      for (int64_t c = 0; c < cols; ++c) result = reduce_step(op, result, static_cast<double>(row[c]));
       y[r] = convert<T>(result);
     }
   });

@@ -402,6 +402,16 @@ TEST_F(CpuKernels, ReduceRowsAndArgmaxMatchHandLoops) {
   Tensor sum = Tensor::empty({1}, DType::F32);
   cpu_.reduce_rows(ReduceOp::Sum, big, sum);
   EXPECT_EQ(sum.to_vector<float>()[0], 2.0f);
+
+  // NaN propagates through max/min and counts as the argmax.
+  Tensor with_nan = Tensor::from_vector(std::vector<float>{1, std::nanf(""), 3}, {1, 3});
+  for (ReduceOp op : {ReduceOp::Max, ReduceOp::Min}) {
+    cpu_.reduce_rows(op, with_nan, sum);
+    EXPECT_TRUE(std::isnan(sum.to_vector<float>()[0])) << "op " << static_cast<int>(op);
+  }
+  Tensor one_idx = Tensor::empty({1}, DType::I64);
+  cpu_.argmax_rows(with_nan, one_idx);
+  EXPECT_EQ(one_idx.to_vector<int64_t>()[0], 1);
 }
 
 // ---- gemm ----

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <functional>
 #include <limits>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -361,6 +362,11 @@ struct AttentionCase {
   bool causal;
 };
 
+void PrintTo(const AttentionCase& a, std::ostream* os) {
+  *os << "B=" << a.B << " T=" << a.T << " H=" << a.H << " KV=" << a.KV << " D=" << a.D
+      << (a.causal ? " causal" : " full");
+}
+
 struct AttentionOut {
   Tensor out, lse;
 };
@@ -411,9 +417,10 @@ void naive_attention(const AttentionCase& a, const Vec& q, const Vec& k, const V
   }
 }
 
-class CpuAttention : public CpuKernelsNn, public ::testing::WithParamInterface<AttentionCase> {};
+class CpuKernelsNnAttention : public CpuKernelsNn,
+                              public ::testing::WithParamInterface<AttentionCase> {};
 
-TEST_P(CpuAttention, ForwardMatchesNaive) {
+TEST_P(CpuKernelsNnAttention, ForwardMatchesNaive) {
   const AttentionCase a = GetParam();
   const Vec q = random_vec(a.B * a.T * a.H * a.D, 25), k = random_vec(a.B * a.T * a.KV * a.D, 26),
             v = random_vec(a.B * a.T * a.KV * a.D, 27);
@@ -426,7 +433,7 @@ TEST_P(CpuAttention, ForwardMatchesNaive) {
   expect_close("attention lse", values(o.lse), want_lse, 1e-12);
 }
 
-TEST_P(CpuAttention, BackwardMatchesFiniteDifferences) {
+TEST_P(CpuKernelsNnAttention, BackwardMatchesFiniteDifferences) {
   const AttentionCase a = GetParam();
   const Shape q_shape = {a.B, a.T, a.H, a.D}, kv_shape = {a.B, a.T, a.KV, a.D};
   const Vec q = random_vec(a.B * a.T * a.H * a.D, 28), k = random_vec(a.B * a.T * a.KV * a.D, 29),
@@ -449,7 +456,7 @@ TEST_P(CpuAttention, BackwardMatchesFiniteDifferences) {
                     numeric_grad([&](const Vec& x) { return forward(q, k, x); }, v, g));
 }
 
-TEST_P(CpuAttention, Bf16MatchesF64) {
+TEST_P(CpuKernelsNnAttention, Bf16MatchesF64) {
   const AttentionCase a = GetParam();
   const Shape q_shape = {a.B, a.T, a.H, a.D}, kv_shape = {a.B, a.T, a.KV, a.D};
   const Vec q = round_to_bf16(random_vec(a.B * a.T * a.H * a.D, 32, -2.0, 2.0));
@@ -466,7 +473,7 @@ TEST_P(CpuAttention, Bf16MatchesF64) {
 }
 
 // Grouped-query (H = 4, KV = 2) is the case of interest; multi-head and multi-query bracket it.
-INSTANTIATE_TEST_SUITE_P(Heads, CpuAttention,
+INSTANTIATE_TEST_SUITE_P(Heads, CpuKernelsNnAttention,
                          ::testing::Values(AttentionCase{2, 5, 4, 2, 6, false},
                                            AttentionCase{2, 5, 4, 2, 6, true},
                                            AttentionCase{1, 4, 2, 2, 4, true},
