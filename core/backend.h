@@ -29,11 +29,43 @@ enum class BinaryOp : uint8_t { Add, Sub, Mul, Div, Max, Min, Eq, Gt, Lt };
 enum class UnaryOp : uint8_t { Neg, Exp, Log, Sqrt, Rsqrt, Abs, Relu, Gelu, Silu, Tanh, Sigmoid, Square };
 enum class ReduceOp : uint8_t { Sum, Max, Min };
 
+// What the GEMM applies to its result before writing C (fused in cuBLASLt's epilogue).
+enum class GemmEpilogue : uint8_t {
+  None,
+  Bias,      // C = AB + bias (bias [N], broadcast over rows)
+  BiasGelu,  // C = gelu(AB + bias); pre_gelu (if defined) receives AB + bias for the backward
+  Gelu,      // C = gelu(AB); pre_gelu (if defined) receives AB
+};
+
 struct GemmArgs {
   bool trans_a = false;  // use A^T: A is stored [batch, K, M] instead of [batch, M, K]
   bool trans_b = false;  // use B^T: B is stored [batch, N, K] instead of [batch, K, N]
   double alpha = 1.0;
-  double beta = 0.0;  // C = alpha * op(A) op(B) + beta * C
+  double beta = 0.0;  // C = alpha * op(A) op(B) + beta * C (beta must be 0 with an epilogue)
+  GemmEpilogue epilogue = GemmEpilogue::None;
+  Tensor bias;      // [N], C's dtype
+  Tensor pre_gelu;  // C's shape and dtype, or undefined
+};
+
+// One parameter's slice of a multi-tensor AdamW step. master, exp_avg and exp_avg_sq are f32;
+// grad is f32 or bf16; model_copy (bf16, or undefined) receives the updated weights in the
+// same pass (the compute copy of mixed-precision training).
+struct AdamWParam {
+  Tensor master;
+  Tensor grad;
+  Tensor exp_avg;
+  Tensor exp_avg_sq;
+  Tensor model_copy;
+};
+
+struct AdamWHyper {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.0;  // decoupled: p -= lr * weight_decay * p
+  int64_t step = 1;           // 1-based, for bias correction
+  double grad_scale = 1.0;    // gradients are divided by this first (clipping, loss scaling)
 };
 
 class Backend {
@@ -84,19 +116,27 @@ class Backend {
 
   // ---- embedding: out[N, C] = weight[ids[N], :]; backward adds rows into dL_dweight ----
   virtual void embedding(const Tensor& weight, const Tensor& ids, const Tensor& out) = 0;
+  // deterministic: the same bits on every run (no floating-point atomics on GPUs).
   virtual void embedding_backward_accumulate(const Tensor& ids, const Tensor& dL_dout,
-                                             const Tensor& dL_dweight) = 0;
+                                             const Tensor& dL_dweight, bool deterministic) = 0;
 
-  // ---- normalisation over the last dim of x [R, C]; bias may be undefined ----
-  virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
-                          const Tensor& y, const Tensor& mean, const Tensor& rstd) = 0;
-  virtual void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean,
-                                   const Tensor& rstd, const Tensor& dL_dy, const Tensor& dL_dx,
+  // ---- normalisation over the last dim of x [R, C], fused with the residual add of a
+  // pre-norm transformer: with `residual` defined, the input is h = x + residual and it is
+  // also written to `residual_out` (the next residual stream). bias may be undefined.
+  // Backward takes h (what forward normalised) and, if defined, dL_dresidual_out, the
+  // gradient arriving at residual_out, which it adds into dL_dh. ----
+  virtual void layer_norm(const Tensor& x, const Tensor& residual, const Tensor& weight,
+                          const Tensor& bias, double eps, const Tensor& y, const Tensor& residual_out,
+                          const Tensor& mean, const Tensor& rstd) = 0;
+  virtual void layer_norm_backward(const Tensor& h, const Tensor& weight, const Tensor& mean,
+                                   const Tensor& rstd, const Tensor& dL_dy,
+                                   const Tensor& dL_dresidual_out, const Tensor& dL_dh,
                                    const Tensor& dL_dweight, const Tensor& dL_dbias) = 0;
-  virtual void rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y,
-                        const Tensor& rstd) = 0;
-  virtual void rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& rstd,
-                                 const Tensor& dL_dy, const Tensor& dL_dx, const Tensor& dL_dweight) = 0;
+  virtual void rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps,
+                        const Tensor& y, const Tensor& residual_out, const Tensor& rstd) = 0;
+  virtual void rms_norm_backward(const Tensor& h, const Tensor& weight, const Tensor& rstd,
+                                 const Tensor& dL_dy, const Tensor& dL_dresidual_out,
+                                 const Tensor& dL_dh, const Tensor& dL_dweight) = 0;
 
   // ---- softmax over the last dim of [R, C] ----
   virtual void softmax(const Tensor& x, const Tensor& y) = 0;
@@ -110,6 +150,21 @@ class Backend {
   virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets,
                                       int64_t ignore_index, const Tensor& dL_dlosses,
                                       const Tensor& dL_dlogits) = 0;
+  // Forward and backward in one pass over the logits (the trainer's path, where each row's
+  // loss weight is known before backward): losses as above and dL_dlogits for the given
+  // per-row weights dL_dlosses. dL_dlogits may alias logits (overwrites them in place).
+  virtual void cross_entropy_fused(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                                   const Tensor& dL_dlosses, const Tensor& losses,
+                                   const Tensor& dL_dlogits) = 0;
+
+  // ---- optimizer ----
+  virtual void adamw(const std::vector<AdamWParam>& params, const AdamWHyper& hyper) = 0;
+  // out (f32 [1]) = sum over all tensors of sum(x^2), accumulated in f32 or better.
+  virtual void sum_squares(const std::vector<Tensor>& tensors, const Tensor& out) = 0;
+  // Multiplies every tensor by inv_scale in place and sets found_inf (f32 [1]) to 1 if any
+  // value is inf or NaN (left unchanged otherwise): fp16 dynamic loss scaling.
+  virtual void unscale_and_check_finite(const std::vector<Tensor>& tensors, double inv_scale,
+                                        const Tensor& found_inf) = 0;
 
   // ---- attention: q [B, T, H, D], k and v [B, T, KV, D] (H % KV == 0; query head h reads
   // kv head h / (H / KV)), out [B, T, H, D], lse [B, H, T] (logsumexp of the scaled scores,

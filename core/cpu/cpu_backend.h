@@ -34,17 +34,18 @@ class CpuBackend final : public Backend {
 
   void embedding(const Tensor& weight, const Tensor& ids, const Tensor& out) override;
   void embedding_backward_accumulate(const Tensor& ids, const Tensor& dL_dout,
-                                     const Tensor& dL_dweight) override;
+                                     const Tensor& dL_dweight, bool deterministic) override;
 
-  void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
-                  const Tensor& y, const Tensor& mean, const Tensor& rstd) override;
-  void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean,
-                           const Tensor& rstd, const Tensor& dL_dy, const Tensor& dL_dx,
+  void layer_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, const Tensor& bias,
+                  double eps, const Tensor& y, const Tensor& residual_out, const Tensor& mean,
+                  const Tensor& rstd) override;
+  void layer_norm_backward(const Tensor& h, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                           const Tensor& dL_dy, const Tensor& dL_dresidual_out, const Tensor& dL_dh,
                            const Tensor& dL_dweight, const Tensor& dL_dbias) override;
-  void rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y,
-                const Tensor& rstd) override;
-  void rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& rstd,
-                         const Tensor& dL_dy, const Tensor& dL_dx, const Tensor& dL_dweight) override;
+  void rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps, const Tensor& y,
+                const Tensor& residual_out, const Tensor& rstd) override;
+  void rms_norm_backward(const Tensor& h, const Tensor& weight, const Tensor& rstd, const Tensor& dL_dy,
+                         const Tensor& dL_dresidual_out, const Tensor& dL_dh, const Tensor& dL_dweight) override;
 
   void softmax(const Tensor& x, const Tensor& y) override;
   void softmax_backward(const Tensor& y, const Tensor& dL_dy, const Tensor& dL_dx) override;
@@ -52,6 +53,13 @@ class CpuBackend final : public Backend {
                      const Tensor& losses) override;
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
                               const Tensor& dL_dlosses, const Tensor& dL_dlogits) override;
+  void cross_entropy_fused(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                           const Tensor& dL_dlosses, const Tensor& losses, const Tensor& dL_dlogits) override;
+
+  void adamw(const std::vector<AdamWParam>& params, const AdamWHyper& hyper) override;
+  void sum_squares(const std::vector<Tensor>& tensors, const Tensor& out) override;
+  void unscale_and_check_finite(const std::vector<Tensor>& tensors, double inv_scale,
+                                const Tensor& found_inf) override;
 
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale,
                  const Tensor& out, const Tensor& lse) override;

@@ -5,15 +5,13 @@
 #include <cmath>
 #include <string_view>
 
+#include "core/cpu/activation_math.h"
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/strided.h"
 
 namespace tessera {
 
 namespace {
-
-constexpr double kSqrt2OverPi = 0.7978845608028654;  // sqrt(2 / pi)
-constexpr double kGeluCubic = 0.044715;
 
 // Arithmetic type of a binary kernel: acc_type for floats, int64_t for index dtypes.
 template <typename T>
@@ -65,8 +63,7 @@ A unary_apply(UnaryOp op, A x) {
     case UnaryOp::Rsqrt: return A(1) / std::sqrt(x);
     case UnaryOp::Abs: return std::abs(x);
     case UnaryOp::Relu: return x < A(0) ? A(0) : x;
-    case UnaryOp::Gelu:
-      return A(0.5) * x * (A(1) + std::tanh(A(kSqrt2OverPi) * (x + A(kGeluCubic) * x * x * x)));
+    case UnaryOp::Gelu: return gelu_tanh(x);
     case UnaryOp::Silu: return x * sigmoid(x);
     case UnaryOp::Tanh: return std::tanh(x);
     case UnaryOp::Sigmoid: return sigmoid(x);

@@ -58,7 +58,9 @@ void CpuBackend::embedding(const Tensor& weight, const Tensor& ids, const Tensor
   });
 }
 
-void CpuBackend::embedding_backward_accumulate(const Tensor& ids, const Tensor& dL_dout, const Tensor& dL_dweight) {
+// Rows are added in order of the ids, so the CPU kernel is deterministic whatever the flag.
+void CpuBackend::embedding_backward_accumulate(const Tensor& ids, const Tensor& dL_dout, const Tensor& dL_dweight,
+                                               bool /*deterministic*/) {
   check_embedding("embedding_backward_accumulate", dL_dweight, ids, dL_dout, "dL_dout");
   std::vector<int64_t> rows = checked_ids("embedding_backward_accumulate", ids, dL_dweight.size(0));
   int64_t channels = dL_dweight.size(1);

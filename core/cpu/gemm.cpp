@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/cpu/activation_math.h"
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/strided.h"
 
@@ -86,10 +87,46 @@ std::vector<float> widen(const Tensor& t) {
   return std::vector<float>(p, p + t.numel());
 }
 
+void check_epilogue(const Tensor& c, const GemmSize& s, const GemmArgs& args) {
+  if (args.epilogue == GemmEpilogue::None) return;
+  TS_CHECK(args.beta == 0.0, "gemm: an epilogue needs beta == 0, got beta ", args.beta);
+  bool has_bias = args.epilogue == GemmEpilogue::Bias || args.epilogue == GemmEpilogue::BiasGelu;
+  if (has_bias) {
+    TS_CHECK(args.bias.defined() && args.bias.dtype() == c.dtype() && args.bias.is_contiguous() &&
+                 args.bias.shape() == Shape{s.n},
+             "gemm: the bias epilogue needs a contiguous bias [", s.n, "] of dtype ", c.dtype(), ", got ",
+             args.bias.defined() ? shape_str(args.bias.shape()) : std::string("none"));
+  }
+  if (args.pre_gelu.defined()) {
+    TS_CHECK(args.pre_gelu.shape() == c.shape() && args.pre_gelu.dtype() == c.dtype() && args.pre_gelu.is_contiguous(),
+             "gemm: pre_gelu must be contiguous with c's shape ", c.shape(), " and dtype ", c.dtype());
+  }
+}
+
+// Applies the epilogue to the product (held in acc precision) and stores pre-activations.
+template <typename T, typename A>
+void apply_epilogue(A* c, const GemmSize& s, const GemmArgs& args) {
+  if (args.epilogue == GemmEpilogue::None) return;
+  bool has_bias = args.epilogue == GemmEpilogue::Bias || args.epilogue == GemmEpilogue::BiasGelu;
+  bool has_gelu = args.epilogue == GemmEpilogue::Gelu || args.epilogue == GemmEpilogue::BiasGelu;
+  const T* bias = has_bias ? args.bias.data<T>() : nullptr;
+  T* pre = args.pre_gelu.defined() ? args.pre_gelu.data<T>() : nullptr;
+  int64_t total = s.batch * s.m * s.n;
+  for (int64_t i = 0; i < total; ++i) {
+    A v = c[i] + (bias ? A(bias[i % s.n]) : A(0));
+    if (has_gelu) {
+      if (pre) pre[i] = T(v);
+      v = gelu_tanh(v);
+    }
+    c[i] = v;
+  }
+}
+
 }  // namespace
 
 void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, const GemmArgs& args) {
   GemmSize s = check_gemm(a, b, c, args);
+  check_epilogue(c, s, args);
   if (s.m == 0 || s.n == 0 || s.batch == 0) return;
   dispatch_float(c.dtype(), "gemm", [&](auto t) {
     using T = decltype(t);
@@ -97,9 +134,11 @@ void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, const G
       std::vector<float> a32 = widen<T>(a), b32 = widen<T>(b);
       std::vector<float> c32 = args.beta == 0.0 ? std::vector<float>(static_cast<size_t>(c.numel())) : widen<T>(c);
       gemm_batches(a32.data(), b32.data(), c32.data(), s, args);
+      apply_epilogue<T>(c32.data(), s, args);
       std::copy(c32.begin(), c32.end(), c.data<T>());
     } else {
       gemm_batches(a.data<T>(), b.data<T>(), c.data<T>(), s, args);
+      apply_epilogue<T>(c.data<T>(), s, args);
     }
   });
 }

@@ -5,6 +5,8 @@
 //   layer norm: xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps) (biased var),
 //               y = xhat * weight + bias
 //   RMS norm:   xhat = x * rstd, rstd = 1 / sqrt(mean(x^2) + eps), y = xhat * weight
+// With a residual, the normalised input is h = x + residual, also written to residual_out;
+// backward adds the gradient arriving at residual_out into dL_dh.
 #include <cmath>
 #include <string_view>
 #include <vector>
@@ -31,11 +33,23 @@ void check_rows(std::string_view kernel, const Tensor& x) {
            x.defined() ? shape_str(x.shape()) : "an undefined tensor");
 }
 
+// h = x + residual into residual_out when a residual is given; returns the tensor to normalise.
+Tensor add_residual(CpuBackend& backend, std::string_view kernel, const Tensor& x, const Tensor& residual,
+                    const Tensor& residual_out) {
+  if (!residual.defined()) return x;
+  check_arg(kernel, "residual", residual, x.dtype(), x.shape());
+  check_arg(kernel, "residual_out", residual_out, x.dtype(), x.shape());
+  backend.binary(BinaryOp::Add, x, residual, residual_out);
+  return residual_out;
+}
+
 }  // namespace
 
-void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
-                            const Tensor& y, const Tensor& mean, const Tensor& rstd) {
-  check_rows("layer_norm", x);
+void CpuBackend::layer_norm(const Tensor& x_in, const Tensor& residual, const Tensor& weight, const Tensor& bias,
+                            double eps, const Tensor& y, const Tensor& residual_out, const Tensor& mean,
+                            const Tensor& rstd) {
+  check_rows("layer_norm", x_in);
+  const Tensor x = add_residual(*this, "layer_norm", x_in, residual, residual_out);
   const int64_t R = x.size(0), C = x.size(1);
   dispatch_float(x.dtype(), "layer_norm", [&](auto tag) {
     using Scalar = decltype(tag);
@@ -71,8 +85,8 @@ void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor&
 
 // dxhat = dL_dy * weight; dL_dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
 void CpuBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean,
-                                     const Tensor& rstd, const Tensor& dL_dy, const Tensor& dL_dx,
-                                     const Tensor& dL_dweight, const Tensor& dL_dbias) {
+                                     const Tensor& rstd, const Tensor& dL_dy, const Tensor& dL_dresidual_out,
+                                     const Tensor& dL_dx, const Tensor& dL_dweight, const Tensor& dL_dbias) {
   check_rows("layer_norm_backward", x);
   const int64_t R = x.size(0), C = x.size(1);
   dispatch_float(x.dtype(), "layer_norm_backward", [&](auto tag) {
@@ -87,6 +101,8 @@ void CpuBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, cons
     check_arg("layer_norm_backward", "dL_dx", dL_dx, x.dtype(), {R, C});
     check_arg("layer_norm_backward", "dL_dweight", dL_dweight, x.dtype(), {C});
     if (dL_dbias.defined()) check_arg("layer_norm_backward", "dL_dbias", dL_dbias, x.dtype(), {C});
+    if (dL_dresidual_out.defined())
+      check_arg("layer_norm_backward", "dL_dresidual_out", dL_dresidual_out, x.dtype(), {R, C});
     const Scalar* w = weight.data<Scalar>();
     std::vector<Acc> dw(C, Acc(0)), db(C, Acc(0));
     for (int64_t r = 0; r < R; ++r) {
@@ -105,7 +121,8 @@ void CpuBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, cons
       const Acc mean_g = sum_g / Acc(C), mean_gx = sum_gx / Acc(C);
       for (int64_t c = 0; c < C; ++c) {
         const Acc xhat = (Acc(xr[c]) - m) * s;
-        dxr[c] = Scalar(s * (Acc(dyr[c]) * Acc(w[c]) - mean_g - xhat * mean_gx));
+        const Acc through_residual = dL_dresidual_out.defined() ? Acc(dL_dresidual_out.data<Scalar>()[r * C + c]) : Acc(0);
+        dxr[c] = Scalar(s * (Acc(dyr[c]) * Acc(w[c]) - mean_g - xhat * mean_gx) + through_residual);
       }
     }
     for (int64_t c = 0; c < C; ++c) {
@@ -115,9 +132,10 @@ void CpuBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, cons
   });
 }
 
-void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y,
-                          const Tensor& rstd) {
-  check_rows("rms_norm", x);
+void CpuBackend::rms_norm(const Tensor& x_in, const Tensor& residual, const Tensor& weight, double eps,
+                          const Tensor& y, const Tensor& residual_out, const Tensor& rstd) {
+  check_rows("rms_norm", x_in);
+  const Tensor x = add_residual(*this, "rms_norm", x_in, residual, residual_out);
   const int64_t R = x.size(0), C = x.size(1);
   dispatch_float(x.dtype(), "rms_norm", [&](auto tag) {
     using Scalar = decltype(tag);
@@ -141,7 +159,7 @@ void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, double eps, con
 
 // dxhat = dL_dy * weight; dL_dx = rstd * (dxhat - xhat * mean(dxhat * xhat)).
 void CpuBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& rstd,
-                                   const Tensor& dL_dy, const Tensor& dL_dx,
+                                   const Tensor& dL_dy, const Tensor& dL_dresidual_out, const Tensor& dL_dx,
                                    const Tensor& dL_dweight) {
   check_rows("rms_norm_backward", x);
   const int64_t R = x.size(0), C = x.size(1);
@@ -154,6 +172,8 @@ void CpuBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, const 
     check_arg("rms_norm_backward", "dL_dy", dL_dy, x.dtype(), {R, C});
     check_arg("rms_norm_backward", "dL_dx", dL_dx, x.dtype(), {R, C});
     check_arg("rms_norm_backward", "dL_dweight", dL_dweight, x.dtype(), {C});
+    if (dL_dresidual_out.defined())
+      check_arg("rms_norm_backward", "dL_dresidual_out", dL_dresidual_out, x.dtype(), {R, C});
     const Scalar* w = weight.data<Scalar>();
     std::vector<Acc> dw(C, Acc(0));
     for (int64_t r = 0; r < R; ++r) {
@@ -169,7 +189,8 @@ void CpuBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, const 
       }
       const Acc mean_gx = sum_gx / Acc(C);
       for (int64_t c = 0; c < C; ++c) {
-        dxr[c] = Scalar(s * (Acc(dyr[c]) * Acc(w[c]) - Acc(xr[c]) * s * mean_gx));
+        const Acc through_residual = dL_dresidual_out.defined() ? Acc(dL_dresidual_out.data<Scalar>()[r * C + c]) : Acc(0);
+        dxr[c] = Scalar(s * (Acc(dyr[c]) * Acc(w[c]) - Acc(xr[c]) * s * mean_gx) + through_residual);
       }
     }
     for (int64_t c = 0; c < C; ++c) dL_dweight.data<Scalar>()[c] = Scalar(dw[c]);

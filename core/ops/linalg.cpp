@@ -13,13 +13,20 @@ namespace {
 using Grads = std::vector<Tensor>;
 using Needs = std::vector<bool>;
 
-// op(a) @ op(b) for 3-D contiguous a, b (a batch of 1 broadcasts) into a new tensor.
-Tensor gemm_new(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+// op(a) @ op(b) (+ bias) for 3-D contiguous a, b (a batch of 1 broadcasts) into a new tensor.
+Tensor gemm_new(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, const Tensor& bias = {}) {
   int64_t batch = std::max(a.size(0), b.size(0));
   int64_t m = trans_a ? a.size(2) : a.size(1);
   int64_t n = trans_b ? b.size(1) : b.size(2);
   Tensor c = Tensor::empty({batch, m, n}, a.dtype(), a.device());
-  backend_for(a.device()).gemm(a, b, c, GemmArgs{trans_a, trans_b, 1.0, 0.0});
+  GemmArgs args;
+  args.trans_a = trans_a;
+  args.trans_b = trans_b;
+  if (bias.defined()) {
+    args.epilogue = GemmEpilogue::Bias;
+    args.bias = bias;
+  }
+  backend_for(a.device()).gemm(a, b, c, args);
   return c;
 }
 
@@ -98,11 +105,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   int64_t rows = x.numel() / std::max<int64_t>(in, 1);
   Tensor x3 = x.detach().contiguous().view({1, rows, in});
   Tensor w3 = weight.detach().contiguous().view({1, out_features, in});
-  Tensor y = gemm_new(x3, w3, false, true);
-  if (bias.defined()) {
-    Shape y_shape = y.shape();
-    backend_for(x.device()).binary(BinaryOp::Add, y, bias.detach().expand(y_shape), y);
-  }
+  Tensor y = gemm_new(x3, w3, false, true, bias.defined() ? bias.detach().contiguous() : Tensor());
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
   y = y.view(out_shape);

@@ -53,7 +53,8 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   out = out.view(out_shape);
   return record_op("embedding", {weight}, out, [flat_ids, w_shape = weight.shape(), n, c](const Grads& g, const Needs&) {
     Tensor dL_dweight = Tensor::zeros(w_shape, g[0].dtype(), g[0].device());
-    backend_for(g[0].device()).embedding_backward_accumulate(flat_ids, g[0].contiguous().view({n, c}), dL_dweight);
+    backend_for(g[0].device()).embedding_backward_accumulate(flat_ids, g[0].contiguous().view({n, c}), dL_dweight,
+                                                                    /*deterministic=*/true);
     return Grads{dL_dweight};
   });
 }
@@ -67,14 +68,14 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   Tensor rstd = Tensor::empty({rows}, stats_dtype(x.dtype()), x.device());
   Tensor w = weight.detach().contiguous();
   Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();
-  backend_for(x.device()).layer_norm(x2, w, b, eps, y, mean, rstd);
+  backend_for(x.device()).layer_norm(x2, Tensor(), w, b, eps, y, Tensor(), mean, rstd);
   y = y.view(x.shape());
   return record_op("layer_norm", {x, weight, bias}, y, [x2, w, mean, rstd, has_bias = bias.defined(),
                                                         x_shape = x.shape()](const Grads& g, const Needs&) {
     Tensor dL_dx = Tensor::empty(x2.shape(), x2.dtype(), x2.device());
     Tensor dL_dw = Tensor::empty(w.shape(), w.dtype(), w.device());
     Tensor dL_db = has_bias ? Tensor::empty(w.shape(), w.dtype(), w.device()) : Tensor();
-    backend_for(x2.device()).layer_norm_backward(x2, w, mean, rstd, g[0].contiguous().view(x2.shape()),
+    backend_for(x2.device()).layer_norm_backward(x2, w, mean, rstd, g[0].contiguous().view(x2.shape()), Tensor(),
                                                  dL_dx, dL_dw, dL_db);
     return Grads{dL_dx.view(x_shape), dL_dw, dL_db};
   });
@@ -86,12 +87,13 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   Tensor y = Tensor::empty(x2.shape(), x.dtype(), x.device());
   Tensor rstd = Tensor::empty({x2.size(0)}, stats_dtype(x.dtype()), x.device());
   Tensor w = weight.detach().contiguous();
-  backend_for(x.device()).rms_norm(x2, w, eps, y, rstd);
+  backend_for(x.device()).rms_norm(x2, Tensor(), w, eps, y, Tensor(), rstd);
   y = y.view(x.shape());
   return record_op("rms_norm", {x, weight}, y, [x2, w, rstd, x_shape = x.shape()](const Grads& g, const Needs&) {
     Tensor dL_dx = Tensor::empty(x2.shape(), x2.dtype(), x2.device());
     Tensor dL_dw = Tensor::empty(w.shape(), w.dtype(), w.device());
-    backend_for(x2.device()).rms_norm_backward(x2, w, rstd, g[0].contiguous().view(x2.shape()), dL_dx, dL_dw);
+    backend_for(x2.device()).rms_norm_backward(x2, w, rstd, g[0].contiguous().view(x2.shape()), Tensor(), dL_dx,
+                                               dL_dw);
     return Grads{dL_dx.view(x_shape), dL_dw};
   });
 }

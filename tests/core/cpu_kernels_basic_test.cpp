@@ -449,7 +449,11 @@ TEST_F(CpuKernels, GemmIsExactOnSmallIntegers) {
               std::vector<float> av = random_ints(batch_a * m * k, -3, 3, seed++);
               std::vector<float> bv = random_ints(batch_b * k * n, -3, 3, seed++);
               std::vector<float> cv = random_ints(batch * m * n, -3, 3, seed++);
-              GemmArgs args{trans_a, trans_b, 2.0, beta};
+              GemmArgs args;
+              args.trans_a = trans_a;
+              args.trans_b = trans_b;
+              args.alpha = 2.0;
+              args.beta = beta;
               Tensor a = Tensor::from_vector(av, trans_a ? Shape{batch_a, k, m} : Shape{batch_a, m, k}).to(dtype);
               Tensor b = Tensor::from_vector(bv, trans_b ? Shape{batch_b, n, k} : Shape{batch_b, k, n}).to(dtype);
               Tensor c = Tensor::from_vector(cv, {batch, m, n}).to(dtype);
@@ -507,7 +511,7 @@ TEST_F(CpuKernels, EmbeddingGathersRowsAndBackwardSumsRepeatedIds) {
 
     std::vector<float> g = random_ints(4 * channels, -4, 4, 13);
     Tensor dL_dweight = Tensor::full({vocab, channels}, 1.0);  // accumulates onto what is there
-    cpu_.embedding_backward_accumulate(id_tensor, Tensor::from_vector(g, {4, channels}), dL_dweight);
+    cpu_.embedding_backward_accumulate(id_tensor, Tensor::from_vector(g, {4, channels}), dL_dweight, true);
     std::vector<float> expect(vocab * channels, 1.0f);
     for (int64_t n = 0; n < 4; ++n)
       for (int64_t c = 0; c < channels; ++c) expect[ids[n] * channels + c] += g[n * channels + c];

@@ -127,13 +127,13 @@ NormOut run_layer_norm(Backend& backend, const Tensor& x, const Tensor& w, const
   const DType stats = stats_dtype(x.dtype());
   NormOut o{nan_tensor(x.shape(), x.dtype()), nan_tensor({x.size(0)}, stats),
             nan_tensor({x.size(0)}, stats)};
-  backend.layer_norm(x, w, b, kEps, o.y, o.mean, o.rstd);
+  backend.layer_norm(x, Tensor(), w, b, kEps, o.y, Tensor(), o.mean, o.rstd);
   return o;
 }
 
 NormOut run_rms_norm(Backend& backend, const Tensor& x, const Tensor& w) {
   NormOut o{nan_tensor(x.shape(), x.dtype()), {}, nan_tensor({x.size(0)}, stats_dtype(x.dtype()))};
-  backend.rms_norm(x, w, kEps, o.y, o.rstd);
+  backend.rms_norm(x, Tensor(), w, kEps, o.y, Tensor(), o.rstd);
   return o;
 }
 
@@ -201,7 +201,7 @@ TEST_F(CpuKernelsNn, LayerNormBackwardMatchesFiniteDifferences) {
   Tensor dx = nan_tensor({R, C}, DType::F64), dw = nan_tensor({C}, DType::F64),
          db = nan_tensor({C}, DType::F64);
   backend_.layer_norm_backward(tensor(x, {R, C}), tensor(w, {C}), o.mean, o.rstd,
-                               tensor(g, {R, C}), dx, dw, db);
+                               tensor(g, {R, C}), Tensor(), dx, dw, db);
   expect_grad_close("layer_norm dL_dx", values(dx),
                     numeric_grad([&](const Vec& v) { return forward(v, w, b); }, x, g));
   expect_grad_close("layer_norm dL_dweight", values(dw),
@@ -212,7 +212,7 @@ TEST_F(CpuKernelsNn, LayerNormBackwardMatchesFiniteDifferences) {
   // Without dL_dbias the other two gradients are unchanged.
   Tensor dx2 = nan_tensor({R, C}, DType::F64), dw2 = nan_tensor({C}, DType::F64);
   backend_.layer_norm_backward(tensor(x, {R, C}), tensor(w, {C}), o.mean, o.rstd,
-                               tensor(g, {R, C}), dx2, dw2, Tensor());
+                               tensor(g, {R, C}), Tensor(), dx2, dw2, Tensor());
   EXPECT_EQ(values(dx2), values(dx));
   EXPECT_EQ(values(dw2), values(dw));
 }
@@ -224,7 +224,7 @@ TEST_F(CpuKernelsNn, RmsNormBackwardMatchesFiniteDifferences) {
   };
   const NormOut o = run_rms_norm(backend_, tensor(x, {R, C}), tensor(w, {C}));
   Tensor dx = nan_tensor({R, C}, DType::F64), dw = nan_tensor({C}, DType::F64);
-  backend_.rms_norm_backward(tensor(x, {R, C}), tensor(w, {C}), o.rstd, tensor(g, {R, C}), dx, dw);
+  backend_.rms_norm_backward(tensor(x, {R, C}), tensor(w, {C}), o.rstd, tensor(g, {R, C}), Tensor(), dx, dw);
   expect_grad_close("rms_norm dL_dx", values(dx),
                     numeric_grad([&](const Vec& v) { return forward(v, w); }, x, g));
   expect_grad_close("rms_norm dL_dweight", values(dw),

@@ -134,6 +134,9 @@ std::vector<OpCase> op_cases() {
   };
 }
 
+// gtest prints parameters in test listings; show the op's name instead of raw bytes.
+void PrintTo(const OpCase& op, std::ostream* os) { *os << op.name; }
+
 class OpGradient : public ::testing::TestWithParam<OpCase> {};
 
 TEST_P(OpGradient, MatchesCentralFiniteDifferencesInF64) {

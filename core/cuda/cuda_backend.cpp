@@ -1,0 +1,86 @@
+#include "core/cuda/cuda_backend.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <vector>
+
+#include "core/cuda/cublaslt_gemm.h"
+#include "core/cuda/cudnn_attention.h"
+#include "core/cuda/kernel_utils.cuh"
+#include "core/cuda/runtime.h"
+
+namespace tessera {
+
+CudaBackend::CudaBackend(int device)
+    : device_(device),
+      stream_(device),
+      allocator_(device),
+      gemm_(std::make_unique<CublasLtGemm>(device, stream_.get())),
+      attention_(std::make_unique<CudnnAttention>(device, stream_.get())) {}
+
+CudaBackend::~CudaBackend() = default;
+
+void CudaBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, const GemmArgs& args) {
+  gemm_->run(a, b, c, args);
+}
+
+void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale,
+                            const Tensor& out, const Tensor& lse) {
+  attention_->forward(q, k, v, causal, scale, out, lse);
+}
+
+void CudaBackend::attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                                     const Tensor& lse, const Tensor& dL_dout, bool causal, double scale,
+                                     const Tensor& dL_dq, const Tensor& dL_dk, const Tensor& dL_dv) {
+  attention_->backward(q, k, v, out, lse, dL_dout, causal, scale, dL_dq, dL_dk, dL_dv);
+}
+
+CudaBackend& cuda_backend(int index) {
+  // Backends are never destroyed: tensors held in static objects may release their memory
+  // into the allocator during static destruction, after any registry would be gone.
+  static std::mutex mutex;
+  static auto* backends = new std::vector<CudaBackend*>();
+  std::lock_guard<std::mutex> lock(mutex);
+  int count = cuda_device_count();
+  TS_CHECK(index >= 0 && index < count, "device cuda:", index, " does not exist: ", count, " GPU(s) visible",
+           count == 0 ? " (no GPU or driver on this machine; run on device cpu)" : "");
+  if (backends->size() < static_cast<size_t>(count)) backends->resize(static_cast<size_t>(count), nullptr);
+  CudaBackend*& slot = (*backends)[static_cast<size_t>(index)];
+  if (!slot) slot = new CudaBackend(index);
+  return *slot;
+}
+
+namespace cuda {
+
+StridedDesc strided_desc(const Tensor& t) {
+  TS_CHECK(t.dim() <= kMaxDims, "CUDA kernels take at most ", kMaxDims, " dims, got shape ", t.shape());
+  StridedDesc desc;
+  desc.ndim = static_cast<int>(t.dim());
+  for (int d = 0; d < desc.ndim; ++d) {
+    desc.sizes[d] = t.shape()[static_cast<size_t>(d)];
+    desc.strides[d] = t.strides()[static_cast<size_t>(d)];
+  }
+  return desc;
+}
+
+void check_launch(const char* kernel, cudaStream_t stream) {
+  cudaError_t status = cudaGetLastError();
+  TS_CHECK(status == cudaSuccess, "launch of ", kernel, " failed: ", cudaGetErrorString(status));
+  static const bool sync_debug = [] {
+    const char* flag = std::getenv("TESSERA_CUDA_SYNC_DEBUG");
+    return flag && flag[0] == '1';
+  }();
+  if (sync_debug) {
+    status = cudaStreamSynchronize(stream);
+    TS_CHECK(status == cudaSuccess, "kernel ", kernel, " failed: ", cudaGetErrorString(status));
+  }
+}
+
+void check_on_device(const char* kernel, const char* name, const Tensor& t, int device) {
+  TS_CHECK(t.defined(), kernel, ": ", name, " is undefined");
+  TS_CHECK(t.device() == Device::cuda(device), kernel, ": ", name, " ", t.shape(), " is on ", t.device(),
+           ", expected cuda:", device);
+}
+
+}  // namespace cuda
+}  // namespace tessera

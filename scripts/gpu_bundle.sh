@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Packs what a GPU machine needs to run Tessera's GPU tests and benchmarks into .gpu/:
+# the stripped executables of build/ (CUDA build, sm_90a by default) and the non-CUDA shared
+# libraries they load that a stock CUDA image lacks (OpenBLAS, fmt, yaml-cpp, MPI, ...),
+# xz-compressed to stay within the device tool's carry limit. scripts/gpu_run.sh unpacks it.
+#   scripts/gpu_bundle.sh [BUILD_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${1:-build}
+bash scripts/build.sh "$build_dir" >/dev/null
+stage=$(mktemp -d)
+mkdir -p "$stage/bin" "$stage/lib" .gpu
+find "$build_dir/tests" "$build_dir/bench" "$build_dir/launcher" -maxdepth 1 -type f -executable \
+  -exec cp {} "$stage/bin/" \;
+strip "$stage"/bin/* 2>/dev/null || true
+# Shared libraries outside glibc, the C++ runtime and CUDA (the GPU image brings those).
+ldd "$stage"/bin/* | awk '/=> \//{print $3}' | sort -u |
+  grep -v -E '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|/libcu|/libnv|/libcudnn' |
+  while read -r lib; do cp -L "$lib" "$stage/lib/"; done
+tar -C "$stage" -cJf .gpu/bundle.tar.xz bin lib
+rm -rf "$stage"
+echo "gpu bundle: $(du -h .gpu/bundle.tar.xz | cut -f1) in .gpu/bundle.tar.xz"
