@@ -3,10 +3,11 @@
 # the stripped executables of build/ (CUDA build, sm_90a by default) and the non-CUDA shared
 # libraries they load that a stock CUDA image lacks (OpenBLAS, fmt, yaml-cpp, MPI, ...),
 # xz-compressed to stay within the device tool's carry limit. scripts/gpu_run.sh unpacks it.
-#   scripts/gpu_bundle.sh [BUILD_DIR]
+#   scripts/gpu_bundle.sh [BUILD_DIR] [BUNDLE_NAME]   -> .gpu/BUNDLE_NAME.tar.xz (default "bundle")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
+name=${2:-bundle}
 bash scripts/build.sh "$build_dir" >/dev/null
 stage=$(mktemp -d)
 mkdir -p "$stage/bin" "$stage/lib" .gpu
@@ -17,6 +18,6 @@ strip "$stage"/bin/* 2>/dev/null || true
 ldd "$stage"/bin/* | awk '/=> \//{print $3}' | sort -u |
   grep -v -E '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|/libcu|/libnv|/libcudnn' |
   while read -r lib; do cp -L "$lib" "$stage/lib/"; done
-tar -C "$stage" -cJf .gpu/bundle.tar.xz bin lib
+tar -C "$stage" -cJf ".gpu/$name.tar.xz" bin lib
 rm -rf "$stage"
-echo "gpu bundle: $(du -h .gpu/bundle.tar.xz | cut -f1) in .gpu/bundle.tar.xz"
+echo "gpu bundle: $(du -h ".gpu/$name.tar.xz" | cut -f1) in .gpu/$name.tar.xz"
