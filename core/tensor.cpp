@@ -81,6 +81,7 @@ const std::shared_ptr<Storage>& Tensor::storage() const { return checked(impl_).
 bool Tensor::is_contiguous() const {
   const Shape& sh = shape();
   const Shape& st = strides();
+  if (shape_numel(sh) == 0) return true;  // no element, no layout (as PyTorch)
   int64_t expected = 1;
   for (size_t i = sh.size(); i-- > 0;) {
     if (sh[i] == 0) return true;

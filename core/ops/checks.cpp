@@ -21,9 +21,4 @@ void check_dim(std::string_view op, const Tensor& t, int64_t ndim, std::string_v
   TS_CHECK(t.dim() == ndim, op, ": ", what, " must be ", ndim, "-D, got shape ", t.shape());
 }
 
-void check_last_dim(std::string_view op, const Tensor& t, int64_t size, std::string_view what) {
-  TS_CHECK(t.dim() >= 1 && t.size(-1) == size, op, ": ", what, " must have last dim ", size,
-           ", got shape ", t.shape());
-}
-
 }  // namespace tessera

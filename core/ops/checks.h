@@ -12,6 +12,5 @@ void check_defined(std::string_view op, const Tensor& t, std::string_view what);
 void check_same_dtype_device(std::string_view op, const Tensor& a, const Tensor& b);
 void check_floating(std::string_view op, const Tensor& t);
 void check_dim(std::string_view op, const Tensor& t, int64_t ndim, std::string_view what);
-void check_last_dim(std::string_view op, const Tensor& t, int64_t size, std::string_view what);
 
 }  // namespace tessera

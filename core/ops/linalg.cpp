@@ -48,7 +48,7 @@ void check_matmul_args(std::string_view op, const Tensor& a, const Tensor& b) {
 // a [..., M, K] @ b [K, N]: the leading dims of a fold into M.
 Tensor matmul_folded(const Tensor& a, const Tensor& b) {
   int64_t k = a.size(-1), n = b.size(1);
-  int64_t rows = a.numel() / std::max<int64_t>(k, 1);
+  int64_t rows = shape_numel(Shape(a.shape().begin(), a.shape().end() - 1));
   Tensor a3 = a.detach().contiguous().view({1, rows, k});
   Tensor b3 = b.detach().contiguous().view({1, k, n});
   Shape out_shape = a.shape();
@@ -96,13 +96,14 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_floating("linear", x);
   check_dim("linear", weight, 2, "weight");
   int64_t in = weight.size(1), out_features = weight.size(0);
-  check_last_dim("linear", x, in, "input (weight is [out, in])");
+  TS_CHECK(x.dim() >= 1 && x.size(-1) == in, "linear: input ", x.shape(), " does not match weight ", weight.shape(),
+           " (weight is [out, in], so the input's last dim must be ", in, ")");
   if (bias.defined()) {
     check_same_dtype_device("linear", x, bias);
     TS_CHECK(bias.dim() == 1 && bias.size(0) == out_features, "linear: bias must be [", out_features,
              "] for weight ", weight.shape(), ", got ", bias.shape());
   }
-  int64_t rows = x.numel() / std::max<int64_t>(in, 1);
+  int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
   Tensor x3 = x.detach().contiguous().view({1, rows, in});
   Tensor w3 = weight.detach().contiguous().view({1, out_features, in});
   Tensor y = gemm_new(x3, w3, false, true, bias.defined() ? bias.detach().contiguous() : Tensor());

@@ -19,7 +19,10 @@ using Needs = std::vector<bool>;
 // Statistics (mean, rstd, lse, per-token losses) are f32, or f64 for f64 inputs (gradchecks).
 DType stats_dtype(DType dtype) { return dtype == DType::F64 ? DType::F64 : DType::F32; }
 
-Tensor as_rows(const Tensor& x) { return x.detach().contiguous().view({x.numel() / x.size(-1), x.size(-1)}); }
+Tensor as_rows(const Tensor& x) {
+  int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
+  return x.detach().contiguous().view({rows, x.size(-1)});
+}
 
 void check_norm_args(std::string_view op, const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_defined(op, x, "input");
