@@ -65,6 +65,18 @@ inline void check_contiguous(std::string_view op, std::string_view name, const T
            " strides ", shape_str(t.strides()));
 }
 
+// Checks that `t` is a contiguous CPU tensor of the given dtype and shape.
+inline void check_arg(std::string_view kernel, std::string_view name, const Tensor& t, DType dtype,
+               const Shape& shape) {
+  TS_CHECK(t.defined(), kernel, ": ", name, " is undefined");
+  TS_CHECK(t.device().is_cpu(), kernel, ": ", name, " is on ", t.device(), ", expected cpu");
+  TS_CHECK(t.dtype() == dtype && t.shape() == shape, kernel, ": expected ", name, " ",
+           dtype_name(dtype), " ", shape_str(shape), ", got ", dtype_name(t.dtype()), " ",
+           shape_str(t.shape()));
+  TS_CHECK(t.is_contiguous(), kernel, ": ", name, " ", shape_str(t.shape()),
+           " must be contiguous, strides ", shape_str(t.strides()));
+}
+
 // `t` must have the shape and dtype of `ref`.
 inline void check_like(std::string_view op, std::string_view name, const Tensor& t,
                        std::string_view ref_name, const Tensor& ref) {
