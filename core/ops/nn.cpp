@@ -101,6 +101,65 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   });
 }
 
+std::pair<Tensor, Tensor> add_layer_norm(const Tensor& x, const Tensor& residual, const Tensor& weight,
+                                         const Tensor& bias, double eps) {
+  check_norm_args("add_layer_norm", x, weight, bias);
+  check_defined("add_layer_norm", residual, "residual");
+  check_same_dtype_device("add_layer_norm", x, residual);
+  TS_CHECK(x.shape() == residual.shape(), "add_layer_norm: input ", x.shape(), " and residual ", residual.shape(),
+           " must have the same shape");
+  Tensor x2 = as_rows(x);
+  int64_t rows = x2.size(0);
+  Tensor y = Tensor::empty(x2.shape(), x.dtype(), x.device());
+  Tensor h = Tensor::empty(x2.shape(), x.dtype(), x.device());
+  Tensor mean = Tensor::empty({rows}, stats_dtype(x.dtype()), x.device());
+  Tensor rstd = Tensor::empty({rows}, stats_dtype(x.dtype()), x.device());
+  Tensor w = weight.detach().contiguous();
+  Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();
+  backend_for(x.device()).layer_norm(x2, as_rows(residual), w, b, eps, y, h, mean, rstd);
+  std::vector<Tensor> outputs{y.view(x.shape()), h.view(x.shape())};
+  Tensor h_saved = h;  // the untracked buffer; the tracked output is its view
+  record_op("add_layer_norm", {x, residual, weight, bias}, outputs,
+            [h_saved, w, mean, rstd, has_bias = bias.defined(), x_shape = x.shape()](const Grads& g, const Needs&) {
+              Tensor dL_dh = Tensor::empty(h_saved.shape(), h_saved.dtype(), h_saved.device());
+              Tensor dL_dw = Tensor::empty(w.shape(), w.dtype(), w.device());
+              Tensor dL_db = has_bias ? Tensor::empty(w.shape(), w.dtype(), w.device()) : Tensor();
+              backend_for(h_saved.device())
+                  .layer_norm_backward(h_saved, w, mean, rstd, g[0].contiguous().view(h_saved.shape()),
+                                       g[1].contiguous().view(h_saved.shape()), dL_dh, dL_dw, dL_db);
+              Tensor grad = dL_dh.view(x_shape);
+              return Grads{grad, grad, dL_dw, dL_db};
+            });
+  return {outputs[0], outputs[1]};
+}
+
+std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps) {
+  check_norm_args("add_rms_norm", x, weight, Tensor());
+  check_defined("add_rms_norm", residual, "residual");
+  check_same_dtype_device("add_rms_norm", x, residual);
+  TS_CHECK(x.shape() == residual.shape(), "add_rms_norm: input ", x.shape(), " and residual ", residual.shape(),
+           " must have the same shape");
+  Tensor x2 = as_rows(x);
+  Tensor y = Tensor::empty(x2.shape(), x.dtype(), x.device());
+  Tensor h = Tensor::empty(x2.shape(), x.dtype(), x.device());
+  Tensor rstd = Tensor::empty({x2.size(0)}, stats_dtype(x.dtype()), x.device());
+  Tensor w = weight.detach().contiguous();
+  backend_for(x.device()).rms_norm(x2, as_rows(residual), w, eps, y, h, rstd);
+  std::vector<Tensor> outputs{y.view(x.shape()), h.view(x.shape())};
+  Tensor h_saved = h;
+  record_op("add_rms_norm", {x, residual, weight}, outputs,
+            [h_saved, w, rstd, x_shape = x.shape()](const Grads& g, const Needs&) {
+              Tensor dL_dh = Tensor::empty(h_saved.shape(), h_saved.dtype(), h_saved.device());
+              Tensor dL_dw = Tensor::empty(w.shape(), w.dtype(), w.device());
+              backend_for(h_saved.device())
+                  .rms_norm_backward(h_saved, w, rstd, g[0].contiguous().view(h_saved.shape()),
+                                     g[1].contiguous().view(h_saved.shape()), dL_dh, dL_dw);
+              Tensor grad = dL_dh.view(x_shape);
+              return Grads{grad, grad, dL_dw};
+            });
+  return {outputs[0], outputs[1]};
+}
+
 Tensor softmax(const Tensor& x) {
   check_defined("softmax", x, "input");
   check_floating("softmax", x);

@@ -16,6 +16,13 @@ Tensor embedding(const Tensor& weight, const Tensor& ids);
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-6);
 
+// Pre-norm residual step fused into one kernel: h = x + residual; returns {norm(h), h}
+// (h is the next residual stream).
+std::pair<Tensor, Tensor> add_layer_norm(const Tensor& x, const Tensor& residual, const Tensor& weight,
+                                         const Tensor& bias, double eps = 1e-5);
+std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight,
+                                       double eps = 1e-6);
+
 // Softmax over the last dim.
 Tensor softmax(const Tensor& x);
 

@@ -77,6 +77,16 @@ std::vector<OpCase> op_cases() {
       {"layer_norm", {{{3, 5}}, {{5}}, {{5}}}, [](V x) { return layer_norm(x[0], x[1], x[2]); }},
       {"layer_norm_no_bias", {{{2, 2, 6}}, {{6}}}, [](V x) { return layer_norm(x[0], x[1], Tensor()); }},
       {"rms_norm", {{{3, 5}}, {{5}}}, [](V x) { return rms_norm(x[0], x[1]); }},
+      {"add_layer_norm_both_outputs", {{{2, 3, 5}}, {{2, 3, 5}}, {{5}}, {{5}}}, [](V x) {
+         auto [y, h] = add_layer_norm(x[0], x[1], x[2], x[3]);
+         return add(y, scale(h, 0.5));  // gradient reaches x and residual through both outputs
+       }},
+      {"add_rms_norm_both_outputs", {{{3, 4}}, {{3, 4}}, {{4}}}, [](V x) {
+         auto [y, h] = add_rms_norm(x[0], x[1], x[2]);
+         return mul(y, h);
+       }},
+      {"add_layer_norm_unused_residual_out", {{{2, 6}}, {{2, 6}}, {{6}}, {{6}}},
+       [](V x) { return add_layer_norm(x[0], x[1], x[2], x[3]).first; }},
       {"softmax", {{{3, 5}}}, [](V x) { return softmax(x[0]); }},
       {"cross_entropy_mean_ignore_mask", {{{2, 3, 7}}}, [](V x) {
          CrossEntropyOptions options;
