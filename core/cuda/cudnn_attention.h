@@ -1,5 +1,8 @@
 // Fused causal/non-causal scaled-dot-product attention (flash attention) forward and backward
-// for one device. Same contract as Backend::attention / attention_backward.
+// for one device, through cuDNN's fused-attention engines (core/cuda/cudnn_attention.cpp).
+// Same contract as Backend::attention / attention_backward, for bf16 and f16 inputs with a head
+// dim that is a multiple of 8 up to 256; other inputs, and shapes cuDNN has no engine for, throw.
+// Execution plans are cached per shape; not thread-safe (like the stream it runs on).
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -86,4 +86,47 @@ void check_launch(const char* kernel, cudaStream_t stream);
 // Requires a tensor on `device` (kernel names its argument in the message).
 void check_on_device(const char* kernel, const char* name, const Tensor& t, int device);
 
+// kN elements of T moved as one aligned access (16 bytes when kN = kVec16<T>).
+template <typename T, int kN>
+struct alignas(sizeof(T) * kN) PackedVec {
+  T v[kN];
+};
+
+// Elements of T per 16-byte access.
+template <typename T>
+constexpr int kVec16 = static_cast<int>(16 / sizeof(T));
+
+inline bool is_aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+// Device-only helpers below; .cpp files (compiled by the host compiler) may include this
+// header for the host-side declarations above.
+#ifdef __CUDACC__
+struct SumOp {
+  template <typename A>
+  __device__ A operator()(A a, A b) const { return a + b; }
+};
+struct MaxOp {
+  template <typename A>
+  __device__ A operator()(A a, A b) const { return ::fmax(a, b); }  // NaN-ignoring, so commutative
+};
+
+// Reduces v over the block with op (identity: op's neutral value); every thread receives the
+// same bits (a fixed butterfly, so the result is deterministic for a given block size).
+// blockDim.x must be a multiple of 32 (at most 1024) and every thread of the block must call
+// it; it may be called repeatedly.
+template <typename A, typename Op>
+__device__ A block_reduce(A v, Op op, A identity) {
+  __shared__ A partial[32];
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  __syncthreads();  // an earlier call's readers are done with `partial`
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  v = lane < warps ? partial[lane] : identity;
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+#endif  // __CUDACC__
+
 }  // namespace tessera::cuda
