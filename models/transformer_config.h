@@ -1,0 +1,58 @@
+// Shape and flavour of a decoder-only transformer, with Megatron's option names, and the
+// published presets. One config covers both families:
+//   GPT-2:  LayerNorm, GELU MLP, learned positions, biases, tied embeddings.
+//   Llama:  RMSNorm, SwiGLU MLP, rotary positions (Llama-3 scaling), grouped-query attention,
+//           no biases, untied embeddings (Llama-3.2 1B/3B tie them, as published).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/ops/nn.h"
+
+namespace tessera {
+
+enum class Normalization : uint8_t { LayerNorm, RMSNorm };
+enum class Activation : uint8_t { Gelu, SwiGLU };
+enum class PositionEmbedding : uint8_t { Learned, Rope };
+
+struct TransformerConfig {
+  std::string name;
+  int64_t num_layers = 0;
+  int64_t hidden_size = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_query_groups = 0;  // key/value heads; == num_attention_heads without GQA
+  int64_t ffn_hidden_size = 0;
+  int64_t vocab_size = 0;                       // the tokenizer's
+  int64_t make_vocab_size_divisible_by = 128;  // the embedding table is padded to this
+  int64_t max_position_embeddings = 0;         // longest sequence (learned positions' table)
+  Normalization normalization = Normalization::LayerNorm;
+  double norm_epsilon = 1e-5;
+  Activation activation = Activation::Gelu;
+  PositionEmbedding position_embedding = PositionEmbedding::Learned;
+  double rotary_base = 10000.0;
+  RopeScaling rope_scaling;
+  bool add_bias_linear = true;
+  bool tie_word_embeddings = true;
+  double init_method_std = 0.02;
+  double hidden_dropout = 0.0;
+
+  int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  int64_t padded_vocab_size() const;
+  // Throws naming the first inconsistent field (heads that do not divide, ...).
+  void validate() const;
+  // Parameters of the model built from this config (padded vocab included).
+  int64_t parameter_count() const;
+  // Training FLOPs per token (forward + backward = 3x forward), counting matmuls and
+  // attention scores (causal: half), as in docs/flops.md.
+  double training_flops_per_token(int64_t seq_len) const;
+};
+
+// "gpt2-124m", "gpt2-355m", "gpt2-774m", "gpt2-1.5b", "llama-tiny", "llama3-1b", "llama3-3b",
+// "llama3-8b", "llama3-70b". Unknown names list the known ones.
+TransformerConfig transformer_preset(const std::string& name);
+std::vector<std::string> transformer_preset_names();
+
+}  // namespace tessera

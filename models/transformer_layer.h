@@ -1,0 +1,36 @@
+// One pre-norm decoder layer. The residual stream travels as (residual, pending): `pending` is
+// the last sublayer's output not yet added, so each add is fused into the next norm:
+//   (x, r) = norm1(pending + residual); r += dropout(attention(x)) ... as
+//   (x2, r) = norm2(attn_out + r); pending = dropout(mlp(x2))
+// Parameters: input_layernorm.*, self_attention.*, pre_mlp_layernorm.*, mlp.*.
+#pragma once
+
+#include "core/random.h"
+#include "models/feed_forward.h"
+#include "models/norm.h"
+#include "models/self_attention.h"
+
+namespace tessera {
+
+struct ResidualStream {
+  Tensor residual;  // [B, T, C]
+  Tensor pending;   // [B, T, C] or undefined (before the first layer)
+};
+
+class TransformerLayer : public Module {
+ public:
+  TransformerLayer(const TransformerConfig& config, Generator& init_generator, ParamOptions options);
+  // dropout_generator may be null when hidden_dropout is 0 or in eval mode.
+  ResidualStream forward(const ResidualStream& in, const RopeTables* rope_tables, Generator* dropout_generator) const;
+
+ private:
+  Tensor maybe_dropout(const Tensor& x, Generator* generator) const;
+
+  double hidden_dropout_;
+  std::shared_ptr<Norm> input_norm_;
+  std::shared_ptr<SelfAttention> attention_;
+  std::shared_ptr<Norm> pre_mlp_norm_;
+  std::shared_ptr<FeedForward> mlp_;
+};
+
+}  // namespace tessera
