@@ -10,6 +10,7 @@ find_package(nlohmann_json REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+find_package(ZLIB REQUIRED)  # tests read gzip'ed fixtures
 find_package(HDF5 REQUIRED COMPONENTS C)
 if(TESSERA_BUILD_TESTS)
   find_package(GTest REQUIRED)

@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libopenmpi-dev openmpi-bin
   libhdf5-dev libcli11-dev libfmt-dev libyaml-cpp-dev
-  libgtest-dev libgmock-dev libopenblas-dev nlohmann-json3-dev libpcre2-dev
+  libgtest-dev libgmock-dev libopenblas-dev nlohmann-json3-dev libpcre2-dev zlib1g-dev
 )
 
 missing=()

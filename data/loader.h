@@ -1,0 +1,79 @@
+// DataLoader: hands one data-parallel rank its micro-batches of a TokenSampleDataset, with
+// a background thread that prefetches the next few while the rank computes.
+//
+// Order (Megatron's MegatronPretrainingSampler): the dataset is read in order from the
+// consumed-sample count; each group of micro_batch_size x data_parallel_size consecutive
+// samples is one global micro-batch, and rank r takes rows [r x micro_batch_size,
+// (r + 1) x micro_batch_size) of it. A global batch is gradient-accumulation-steps such
+// groups. Resuming from a checkpoint's consumed-sample count therefore yields exactly the
+// batches an uninterrupted run would have seen next. The loader stops (next() returns
+// std::nullopt) when the dataset cannot fill another whole global micro-batch.
+//
+// Rows hold sequence_length + 1 tokens of a sample: tokens are its first L, labels its last L
+// (row-major [micro_batch_size, L] int64, ready for Tensor::from_vector).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "data/token_sample_dataset.h"
+
+namespace tessera {
+
+struct DataLoaderOptions {
+  int64_t micro_batch_size = 1;
+  int64_t data_parallel_rank = 0;
+  int64_t data_parallel_size = 1;
+  int64_t consumed_samples = 0;        // global samples consumed before this loader (resume point)
+  int64_t prefetch_micro_batches = 4;  // how far the background thread runs ahead
+};
+
+struct MicroBatch {
+  int64_t rows = 0;
+  int64_t sequence_length = 0;
+  std::vector<int64_t> tokens;          // [rows, sequence_length]
+  std::vector<int64_t> labels;          // [rows, sequence_length]: tokens shifted by one
+  std::vector<int64_t> sample_indices;  // dataset index of each row
+  int64_t consumed_samples = 0;         // global count once every rank has taken this micro-batch
+};
+
+class DataLoader {
+ public:
+  DataLoader(std::shared_ptr<const TokenSampleDataset> dataset, const DataLoaderOptions& options);
+  ~DataLoader();  // stops and joins the prefetch thread
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  // The next micro-batch of this rank, or std::nullopt at the end of the dataset. An error
+  // raised while reading a sample on the prefetch thread is rethrown here.
+  std::optional<MicroBatch> next();
+  // Global samples consumed after the micro-batches next() has returned (for checkpoints).
+  int64_t consumed_samples() const { return consumed_samples_; }
+  // Micro-batches left for this rank from the current position.
+  int64_t remaining_micro_batches() const;
+
+ private:
+  MicroBatch read_micro_batch(int64_t global_start) const;
+  void prefetch_loop();
+
+  std::shared_ptr<const TokenSampleDataset> dataset_;
+  DataLoaderOptions options_;
+  int64_t consumed_samples_;
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<MicroBatch> ready_;
+  bool producer_done_ = false;
+  bool stopping_ = false;
+  std::exception_ptr failure_;
+  std::thread producer_;
+};
+
+}  // namespace tessera
