@@ -1,6 +1,8 @@
 // The `tessera` command line. Subcommands:
 //   tessera info        build configuration and visible GPUs
 //   tessera toy-train   train an MLP on the two-spirals task on CPU (end-to-end smoke run)
+//   tessera preprocess  tokenize text/JSONL into a Megatron .bin/.idx indexed dataset
+//   tessera train       pretrain a model from a recipe YAML
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -8,7 +10,9 @@
 
 #include "core/check.h"
 #include "core/cuda/runtime.h"
+#include "launcher/preprocess_command.h"
 #include "launcher/toy_train.h"
+#include "launcher/train_command.h"
 
 namespace {
 
@@ -46,10 +50,16 @@ int main(int argc, char** argv) {
   toy_train->add_option("--hidden", toy.hidden, "hidden width")->check(CLI::PositiveNumber);
   toy_train->add_option("--lr", toy.lr, "learning rate")->check(CLI::PositiveNumber);
   toy_train->add_option("--seed", toy.seed, "random seed");
+  tessera::PreprocessCommandOptions preprocess_options;
+  CLI::App* preprocess = tessera::add_preprocess_subcommand(app, preprocess_options);
+  tessera::TrainCommandOptions train_options;
+  CLI::App* train = tessera::add_train_subcommand(app, train_options);
   CLI11_PARSE(app, argc, argv);
   try {
     if (*info) return run_info();
     if (*toy_train) return run_toy_train(toy);
+    if (*preprocess) return tessera::run_preprocess_command(preprocess_options);
+    if (*train) return tessera::run_train_command(train_options);
   } catch (const tessera::Error& e) {
     fmt::print(stderr, "tessera: error: {}\n", e.what());
     return 1;

@@ -1,0 +1,106 @@
+#include "launcher/config_schema.h"
+
+namespace tessera {
+
+const std::vector<std::string>& config_sections() {
+  static const std::vector<std::string> sections = {"model", "parallel", "data", "optimizer", "scheduler",
+                                                     "train", "checkpoint", "logging"};
+  return sections;
+}
+
+namespace {
+using K = KeyType;
+}  // namespace
+
+const std::vector<KeySpec>& config_schema() {
+  static const std::vector<KeySpec> schema = {
+      // model
+      {"model", "preset", K::String, "", "base architecture (gpt2-124m, llama3-8b, ...); keys below override it",
+       {}, {}, {}, true},
+      {"model", "num_layers", K::Int, "", "transformer layers (default: the preset's)", 1},
+      {"model", "hidden_size", K::Int, "", "model width C (default: the preset's)", 1},
+      {"model", "num_attention_heads", K::Int, "", "query heads H (default: the preset's)", 1},
+      {"model", "num_query_groups", K::Int, "", "key/value heads for grouped-query attention", 1},
+      {"model", "ffn_hidden_size", K::Int, "", "MLP width (default: the preset's)", 1},
+      {"model", "max_position_embeddings", K::Int, "", "longest sequence the model supports", 1},
+      {"model", "make_vocab_size_divisible_by", K::Int, "128", "pad the embedding table to a multiple of this", 1},
+      {"model", "hidden_dropout", K::Float, "0.0", "dropout on each sublayer's output", 0.0, 0.99},
+      {"model", "init_method_std", K::Float, "0.02", "std of the normal init (residual outputs scaled by 1/sqrt(2L))",
+       0.0},
+      {"model", "rotary_base", K::Float, "", "rope theta (rope models)", 1.0},
+      {"model", "untie_embeddings_and_output_weights", K::Bool, "", "separate output layer (default: the preset's)"},
+      {"model", "recompute_granularity", K::String, "none", "activation recomputation", {}, {}, {"none", "full"}},
+      // parallel
+      {"parallel", "tensor_model_parallel_size", K::Int, "1", "tensor-parallel ranks", 1},
+      {"parallel", "pipeline_model_parallel_size", K::Int, "1", "pipeline stages", 1},
+      {"parallel", "virtual_pipeline_model_parallel_size", K::Int, "1", "model chunks per stage (interleaved 1F1B)",
+       1},
+      {"parallel", "context_parallel_size", K::Int, "1", "context-parallel ranks", 1},
+      {"parallel", "sequence_parallel", K::Bool, "false", "shard norms/dropout along the sequence (needs TP > 1)"},
+      {"parallel", "zero_stage", K::Int, "0", "ZeRO stage (3 = FSDP)", 0.0, 3.0},
+      // data
+      {"data", "data_path", K::StringList, "", "indexed datasets: [prefix] or [weight, prefix, weight, prefix, ...]",
+       {}, {}, {}, true},
+      {"data", "split", K::String, "969,30,1", "train,valid,test proportions"},
+      {"data", "tokenizer_type", K::String, "GPT2BPETokenizer", "tokenizer family", {}, {},
+       {"GPT2BPETokenizer", "HuggingFaceTokenizer"}},
+      {"data", "vocab_file", K::String, "", "encoder.json / vocab.json (GPT2BPETokenizer)"},
+      {"data", "merge_file", K::String, "", "vocab.bpe / merges.txt (GPT2BPETokenizer)"},
+      {"data", "tokenizer_model", K::String, "", "tokenizer.json (HuggingFaceTokenizer)"},
+      {"data", "seq_length", K::Int, "1024", "tokens per sample", 1},
+      {"data", "num_workers", K::Int, "2", "background loader threads", 0},
+      // optimizer
+      {"optimizer", "optimizer", K::String, "adam", "optimizer (AdamW with decoupled weight decay)", {}, {}, {"adam"}},
+      {"optimizer", "lr", K::Float, "3e-4", "peak learning rate", 0.0},
+      {"optimizer", "min_lr", K::Float, "0.0", "learning rate at the end of decay", 0.0},
+      {"optimizer", "weight_decay", K::Float, "0.1", "decoupled weight decay (not on norms and biases)", 0.0},
+      {"optimizer", "adam_beta1", K::Float, "0.9", "Adam beta1", 0.0, 0.999999},
+      {"optimizer", "adam_beta2", K::Float, "0.95", "Adam beta2", 0.0, 0.999999},
+      {"optimizer", "adam_eps", K::Float, "1e-8", "Adam epsilon", 0.0},
+      {"optimizer", "clip_grad", K::Float, "1.0", "clip the global gradient norm to this (0 = off)", 0.0},
+      // scheduler
+      {"scheduler", "lr_decay_style", K::String, "cosine", "decay after warmup", {}, {},
+       {"cosine", "linear", "constant", "WSD"}},
+      {"scheduler", "lr_warmup_iters", K::Int, "0", "linear warmup steps", 0},
+      {"scheduler", "lr_decay_iters", K::Int, "", "steps to decay over (default: train_iters)", 1},
+      {"scheduler", "lr_wsd_decay_iters", K::Int, "", "WSD: length of the final decay phase", 1},
+      // train
+      {"train", "micro_batch_size", K::Int, "", "samples per micro-batch per data-parallel rank", 1, {}, {}, true},
+      {"train", "global_batch_size", K::Int, "", "samples per optimizer step over all ranks", 1, {}, {}, true},
+      {"train", "train_iters", K::Int, "", "optimizer steps", 1, {}, {}, true},
+      {"train", "eval_interval", K::Int, "1000", "evaluate on the validation split every N steps", 1},
+      {"train", "eval_iters", K::Int, "10", "validation batches per evaluation", 0},
+      {"train", "seed", K::Int, "1234", "seed for init, dropout and data order", 0},
+      {"train", "precision", K::String, "bf16", "bf16 (f32 master weights), fp16 (loss scaling) or fp32", {}, {},
+       {"bf16", "fp16", "fp32"}},
+      {"train", "device", K::String, "auto", "cuda when a GPU is visible, else cpu", {}, {}, {"auto", "cpu", "cuda"}},
+      {"train", "resume", K::String, "auto", "auto (latest valid checkpoint), none, or a checkpoint path"},
+      // checkpoint
+      {"checkpoint", "save", K::String, "", "checkpoint directory (empty: no checkpoints)"},
+      {"checkpoint", "save_interval", K::Int, "1000", "save every N steps", 1},
+      {"checkpoint", "keep_last", K::Int, "3", "checkpoints to keep", 1},
+      // logging
+      {"logging", "log_interval", K::Int, "1", "steps between log lines", 1},
+      {"logging", "run_dir", K::String, "runs/latest", "metrics (JSONL), resolved config and logs go here"},
+  };
+  return schema;
+}
+
+const KeySpec* find_key(const std::string& path) {
+  for (const KeySpec& spec : config_schema())
+    if (spec.path() == path) return &spec;
+  return nullptr;
+}
+
+std::string key_type_name(KeyType type) {
+  switch (type) {
+    case KeyType::Int: return "an integer";
+    case KeyType::Float: return "a number";
+    case KeyType::Bool: return "true or false";
+    case KeyType::String: return "a string";
+    case KeyType::StringList: return "a list";
+  }
+  return "?";
+}
+
+}  // namespace tessera

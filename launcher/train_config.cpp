@@ -1,0 +1,140 @@
+#include "launcher/train_config.h"
+
+#include <filesystem>
+
+#include "core/check.h"
+#include "core/cuda/runtime.h"
+
+namespace tessera {
+
+namespace {
+
+TransformerConfig model_from_recipe(const Recipe& r) {
+  TransformerConfig m = transformer_preset(r.get_string("model.preset"));
+  auto set_int = [&](const char* key, int64_t& field) {
+    if (r.has(std::string("model.") + key)) field = r.get_int(std::string("model.") + key);
+  };
+  set_int("num_layers", m.num_layers);
+  set_int("hidden_size", m.hidden_size);
+  set_int("num_attention_heads", m.num_attention_heads);
+  if (r.has("model.num_attention_heads") && !r.has("model.num_query_groups") &&
+      m.num_query_groups == transformer_preset(r.get_string("model.preset")).num_attention_heads) {
+    m.num_query_groups = m.num_attention_heads;  // a GPT preset without GQA stays without it
+  }
+  set_int("num_query_groups", m.num_query_groups);
+  set_int("ffn_hidden_size", m.ffn_hidden_size);
+  set_int("max_position_embeddings", m.max_position_embeddings);
+  set_int("make_vocab_size_divisible_by", m.make_vocab_size_divisible_by);
+  m.hidden_dropout = r.get_float("model.hidden_dropout");
+  m.init_method_std = r.get_float("model.init_method_std");
+  if (r.has("model.rotary_base")) m.rotary_base = r.get_float("model.rotary_base");
+  if (r.has("model.untie_embeddings_and_output_weights"))
+    m.tie_word_embeddings = !r.get_bool("model.untie_embeddings_and_output_weights");
+  try {
+    m.validate();
+  } catch (const Error& e) {
+    TS_CHECK(false, "recipe model section (preset ", m.name, "): ", e.what());
+  }
+  return m;
+}
+
+void check_layout(const Recipe& r) {
+  for (const char* key : {"parallel.tensor_model_parallel_size", "parallel.pipeline_model_parallel_size",
+                          "parallel.context_parallel_size", "parallel.virtual_pipeline_model_parallel_size"}) {
+    TS_CHECK(r.get_int(key) == 1, r.origin(key), ": ", key, " = ", r.get_int(key),
+             ": this build trains on one rank only (model parallelism arrives with the distributed runtime); set it "
+             "to 1");
+  }
+  TS_CHECK(!r.get_bool("parallel.sequence_parallel"), r.origin("parallel.sequence_parallel"),
+           ": parallel.sequence_parallel needs tensor_model_parallel_size > 1");
+  TS_CHECK(r.get_int("parallel.zero_stage") == 0, r.origin("parallel.zero_stage"),
+           ": parallel.zero_stage > 0 needs data-parallel ranks; set it to 0 for a single-rank run");
+}
+
+void check_data_paths(const Recipe& r, const std::vector<std::string>& words) {
+  // Words alternate weight, prefix when there is more than one; a prefix names PREFIX.bin/.idx.
+  for (size_t i = 0; i < words.size(); ++i) {
+    if (words.size() > 1 && i % 2 == 0) continue;
+    for (const char* suffix : {".bin", ".idx"}) {
+      std::string file = words[i] + suffix;
+      TS_CHECK(std::filesystem::exists(file), r.origin("data.data_path"), ": data.data_path: ", file,
+               " does not exist (preprocess text with `tessera preprocess --output ", words[i], "`)");
+    }
+  }
+}
+
+Device device_from(const Recipe& r) {
+  std::string name = r.get_string("train.device");
+  int gpus = cuda_device_count();
+  if (name == "auto") return gpus > 0 ? Device::cuda(0) : Device::cpu();
+  if (name == "cuda") {
+    TS_CHECK(gpus > 0, r.origin("train.device"), ": train.device = cuda but no GPU is visible; use cpu or auto");
+    return Device::cuda(0);
+  }
+  return Device::cpu();
+}
+
+}  // namespace
+
+TrainConfig train_config_from_recipe(const Recipe& r, int64_t data_parallel_size) {
+  TrainConfig c;
+  check_layout(r);
+  c.model = model_from_recipe(r);
+  c.recompute = r.get_string("model.recompute_granularity") == "full";
+  c.data_path = r.get_list("data.data_path");
+  check_data_paths(r, c.data_path);
+  c.split = r.get_string("data.split");
+  c.seq_length = r.get_int("data.seq_length");
+  TS_CHECK(c.seq_length <= c.model.max_position_embeddings, r.origin("data.seq_length"), ": data.seq_length ",
+           c.seq_length, " exceeds the model's max_position_embeddings ", c.model.max_position_embeddings);
+  c.num_workers = r.get_int("data.num_workers");
+
+  c.adamw.lr = r.get_float("optimizer.lr");
+  c.adamw.beta1 = r.get_float("optimizer.adam_beta1");
+  c.adamw.beta2 = r.get_float("optimizer.adam_beta2");
+  c.adamw.eps = r.get_float("optimizer.adam_eps");
+  c.adamw.weight_decay = r.get_float("optimizer.weight_decay");
+  c.clip_grad = r.get_float("optimizer.clip_grad");
+
+  c.micro_batch_size = r.get_int("train.micro_batch_size");
+  c.global_batch_size = r.get_int("train.global_batch_size");
+  c.data_parallel_size = data_parallel_size;
+  TS_CHECK(c.global_batch_size % (c.micro_batch_size * data_parallel_size) == 0, r.origin("train.global_batch_size"),
+           ": train.global_batch_size ", c.global_batch_size, " is not divisible by train.micro_batch_size ",
+           c.micro_batch_size, " x data-parallel size ", data_parallel_size);
+  c.train_iters = r.get_int("train.train_iters");
+  c.eval_interval = r.get_int("train.eval_interval");
+  c.eval_iters = r.get_int("train.eval_iters");
+  c.seed = static_cast<uint64_t>(r.get_int("train.seed"));
+  std::string precision = r.get_string("train.precision");
+  c.precision = precision == "bf16" ? Precision::BF16 : precision == "fp16" ? Precision::FP16 : Precision::FP32;
+  c.device = device_from(r);
+  c.resume = r.get_string("train.resume");
+
+  c.schedule.peak_lr = c.adamw.lr;
+  c.schedule.min_lr = r.get_float("optimizer.min_lr");
+  TS_CHECK(c.schedule.min_lr <= c.schedule.peak_lr, r.origin("optimizer.min_lr"), ": optimizer.min_lr ",
+           c.schedule.min_lr, " exceeds optimizer.lr ", c.schedule.peak_lr);
+  c.schedule.warmup_steps = r.get_int("scheduler.lr_warmup_iters");
+  c.schedule.decay_steps = r.has("scheduler.lr_decay_iters") ? r.get_int("scheduler.lr_decay_iters") : c.train_iters;
+  TS_CHECK(c.schedule.decay_steps > c.schedule.warmup_steps, r.origin("scheduler.lr_warmup_iters"),
+           ": scheduler.lr_warmup_iters ", c.schedule.warmup_steps, " must be below the decay length ",
+           c.schedule.decay_steps, " (scheduler.lr_decay_iters, default train.train_iters)");
+  c.schedule.style = lr_decay_style_from_name(r.get_string("scheduler.lr_decay_style"));
+  if (c.schedule.style == LrDecayStyle::WarmupStableDecay) {
+    TS_CHECK(r.has("scheduler.lr_wsd_decay_iters"), r.origin("scheduler.lr_decay_style"),
+             ": lr_decay_style WSD needs scheduler.lr_wsd_decay_iters");
+    c.schedule.wsd_decay_steps = r.get_int("scheduler.lr_wsd_decay_iters");
+  }
+  LrSchedule check_schedule(c.schedule);  // throws on an inconsistent schedule
+
+  c.save_dir = r.get_string("checkpoint.save");
+  c.save_interval = r.get_int("checkpoint.save_interval");
+  c.keep_last = r.get_int("checkpoint.keep_last");
+  c.log_interval = r.get_int("logging.log_interval");
+  c.run_dir = r.get_string("logging.run_dir");
+  c.resolved_yaml = r.resolved_yaml();
+  return c;
+}
+
+}  // namespace tessera

@@ -1,0 +1,48 @@
+// The pretraining loop of `tessera train`: builds the model, optimizer, schedule and data
+// loaders from a TrainConfig, then per step accumulates gradients over micro-batches (the loss
+// is the sum over tokens divided by the global batch's token count, so every token weighs the
+// same whatever micro-batch it sits in), clips by global norm, updates, and logs one line per
+// log_interval plus a JSONL record in the run directory. Evaluates on the validation split
+// every eval_interval steps.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "launcher/train_config.h"
+
+namespace tessera {
+
+struct StepMetrics {
+  int64_t step = 0;
+  double loss = 0.0;
+  double lr = 0.0;
+  double grad_norm = 0.0;
+  double seconds = 0.0;
+  double tokens_per_second = 0.0;
+  double tflops_per_device = 0.0;
+  double mfu = 0.0;  // 0 when the device's peak is unknown (CPU)
+  size_t peak_memory_bytes = 0;
+};
+
+struct TrainResult {
+  std::vector<StepMetrics> steps;
+  std::vector<std::pair<int64_t, double>> validation_losses;  // (step, loss)
+};
+
+class Trainer {
+ public:
+  using Log = std::function<void(const std::string& line)>;
+  Trainer(TrainConfig config, Log log);
+  TrainResult run();
+
+ private:
+  TrainConfig config_;
+  Log log_;
+};
+
+// Dense bf16 peak of a GPU in TFLOP/s (no sparsity), 0 when unknown.
+double peak_bf16_tflops(Device device);
+
+}  // namespace tessera
