@@ -37,10 +37,19 @@ class Allocator {
   virtual std::shared_ptr<Storage> allocate(size_t nbytes) = 0;
 };
 
-// Host memory, 64-byte aligned (a cache line; also enough for AVX-512 loads).
+// Host memory, 64-byte aligned (a cache line; also enough for AVX-512 loads). Blocks of 64 KiB
+// and more are cached by size when freed and handed out again: a training step allocates the
+// same large activations every step, and returning them to the OS each time (munmap, then
+// page faults on the next mmap) cost more than the arithmetic on small CPU runs. The pool is
+// shared with the deleters, so a tensor may outlive the allocator.
 class CpuAllocator final : public Allocator {
  public:
+  CpuAllocator();
   std::shared_ptr<Storage> allocate(size_t nbytes) override;
+
+ private:
+  struct Pool;
+  std::shared_ptr<Pool> pool_;
 };
 
 }  // namespace tessera
