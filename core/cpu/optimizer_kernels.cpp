@@ -18,21 +18,10 @@
 #include <string_view>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/cpu/strided.h"
 
 namespace tessera {
 namespace {
-
-// Checks that `t` is a contiguous CPU tensor of the given dtype and shape.
-void check_arg(std::string_view kernel, std::string_view name, const Tensor& t, DType dtype,
-               const Shape& shape) {
-  TS_CHECK(t.defined(), kernel, ": ", name, " is undefined");
-  TS_CHECK(t.device().is_cpu(), kernel, ": ", name, " is on ", t.device(), ", expected cpu");
-  TS_CHECK(t.dtype() == dtype && t.shape() == shape, kernel, ": expected ", name, " ",
-           dtype_name(dtype), " ", shape_str(shape), ", got ", dtype_name(t.dtype()), " ",
-           shape_str(t.shape()));
-  TS_CHECK(t.is_contiguous(), kernel, ": ", name, " ", shape_str(t.shape()),
-           " must be contiguous, strides ", shape_str(t.strides()));
-}
 
 // logsumexp of one row, max-subtracted.
 template <typename Scalar, typename Acc = acc_type<Scalar>>
