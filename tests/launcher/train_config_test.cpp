@@ -1,0 +1,93 @@
+// Recipes that cannot run are refused before any work, with the key and a one-line reason:
+// missing data, batch sizes that do not divide, sequences longer than the model, layouts a
+// single rank cannot run, an inconsistent schedule.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/check.h"
+#include "data/indexed_dataset_writer.h"
+#include "launcher/train_config.h"
+
+namespace tessera {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+class TrainConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("tessera_train_config_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    prefix_ = (dir_ / "corpus_text_document").string();
+    IndexedDatasetWriter writer(prefix_, IndexedDType::UInt16);
+    std::vector<int32_t> tokens(300);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i % 50);
+    writer.add_document(tokens);
+    writer.finalize();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string recipe(const std::string& extra_train = "") const {
+    return "model:\n  preset: gpt2-124m\n  num_layers: 2\n  max_position_embeddings: 64\n"
+           "data:\n  data_path: [" + prefix_ + "]\n  seq_length: 32\n"
+           "train:\n  micro_batch_size: 4\n  global_batch_size: 8\n  train_iters: 10\n  device: cpu\n" + extra_train;
+  }
+
+  std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) const {
+    try {
+      train_config_from_recipe(Recipe::parse(yaml, "r.yaml", overrides));
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  }
+
+  std::filesystem::path dir_;
+  std::string prefix_;
+};
+
+TEST_F(TrainConfigTest, AGoodRecipeResolves) {
+  TrainConfig c = train_config_from_recipe(Recipe::parse(recipe(), "r.yaml"));
+  EXPECT_EQ(c.model.num_layers, 2);
+  EXPECT_EQ(c.model.hidden_size, 768);  // from the preset
+  EXPECT_EQ(c.grad_accumulation_steps(), 2);
+  EXPECT_EQ(c.tokens_per_step(), 8 * 32);
+  EXPECT_EQ(c.schedule.decay_steps, 10);  // defaults to train_iters
+  EXPECT_EQ(c.device, Device::cpu());
+}
+
+TEST_F(TrainConfigTest, MissingDataIsNamedWithTheFix) {
+  EXPECT_THAT(error_of(recipe(), {"data.data_path=[" + prefix_ + "_missing]"}),
+              AllOf(HasSubstr("data.data_path"), HasSubstr("_missing.bin does not exist"),
+                    HasSubstr("tessera preprocess")));
+}
+
+TEST_F(TrainConfigTest, MicroBatchThatDoesNotDivideTheGlobalBatchIsRefused) {
+  EXPECT_THAT(error_of(recipe(), {"train.global_batch_size=10"}),
+              AllOf(HasSubstr("train.global_batch_size 10 is not divisible by train.micro_batch_size 4")));
+}
+
+TEST_F(TrainConfigTest, SequenceLongerThanTheModelIsRefused) {
+  EXPECT_THAT(error_of(recipe(), {"data.seq_length=128"}),
+              AllOf(HasSubstr("data.seq_length 128"), HasSubstr("max_position_embeddings 64")));
+}
+
+TEST_F(TrainConfigTest, LayoutsOneRankCannotRunAreRefused) {
+  EXPECT_THAT(error_of(recipe(), {"parallel.tensor_model_parallel_size=2"}),
+              AllOf(HasSubstr("parallel.tensor_model_parallel_size = 2"), HasSubstr("set it to 1")));
+  EXPECT_THAT(error_of(recipe(), {"parallel.sequence_parallel=true"}), HasSubstr("tensor_model_parallel_size > 1"));
+}
+
+TEST_F(TrainConfigTest, InconsistentModelAndScheduleAreRefused) {
+  EXPECT_THAT(error_of(recipe(), {"model.num_attention_heads=5"}),
+              AllOf(HasSubstr("hidden_size 768"), HasSubstr("num_attention_heads 5")));
+  EXPECT_THAT(error_of(recipe(), {"scheduler.lr_warmup_iters=10"}), HasSubstr("scheduler.lr_warmup_iters 10"));
+  EXPECT_THAT(error_of(recipe(), {"optimizer.min_lr=1.0"}), HasSubstr("optimizer.min_lr"));
+  EXPECT_THAT(error_of(recipe(), {"model.preset=gpt3"}), HasSubstr("known presets"));
+}
+
+}  // namespace
+}  // namespace tessera
