@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "core/autograd/grad_mode.h"
@@ -14,6 +15,8 @@
 #include "core/ops/ops.h"
 #include "data/blended_dataset_builder.h"
 #include "data/loader.h"
+#include "launcher/checkpoint_directory.h"
+#include "launcher/checkpoint_state.h"
 #include "models/gpt_model.h"
 #include "optim/grad_norm.h"
 #include "optim/loss_scaler.h"
@@ -31,15 +34,16 @@ DType parameter_dtype(const TrainConfig& c) {
 
 LmBatch to_device(const MicroBatch& mb, Device device) {
   Shape shape{mb.rows, mb.sequence_length};
-  return {Tensor::from_vector(mb.tokens, shape).to(device), Tensor::from_vector(mb.labels, shape).to(device),
-          Tensor()};
+  return {Tensor::from_vector(mb.tokens, shape).to(device), Tensor::from_vector(mb.labels, shape).to(device), Tensor()};
 }
 
 // Gradients of 16-bit parameters accumulate in f32 buffers (Megatron's main_grad).
-void install_f32_grad_buffers(const std::vector<Tensor>& parameters) {
+std::vector<Tensor> parameters_with_f32_grads(const GptModel& model) {
+  std::vector<Tensor> parameters = model.parameters();
   for (const Tensor& p : parameters) {
     if (p.dtype() != DType::F32) p.set_grad(Tensor::zeros(p.shape(), DType::F32, p.device()));
   }
+  return parameters;
 }
 
 void zero_grads(const std::vector<Tensor>& parameters) {
@@ -55,6 +59,19 @@ std::shared_ptr<const TokenSampleDataset> require(std::shared_ptr<const TokenSam
   return d;
 }
 
+SplitDatasets build_datasets(const TrainConfig& c) {
+  int64_t evaluations = c.train_iters / c.eval_interval + 1;
+  SplitSampleCounts samples = {c.train_iters * c.global_batch_size,
+                               c.eval_iters > 0
+                                   ? std::optional<int64_t>(c.eval_iters * c.global_batch_size * evaluations)
+                                   : std::optional<int64_t>(0),
+                               0};
+  GptDatasetConfig data_config;
+  data_config.sequence_length = c.seq_length;
+  data_config.random_seed = static_cast<uint32_t>(c.seed);
+  return build_gpt_split_datasets(parse_data_blend(c.data_path), c.split, samples, data_config);
+}
+
 struct RunFiles {
   std::ofstream metrics;
   explicit RunFiles(const TrainConfig& c) {
@@ -64,6 +81,179 @@ struct RunFiles {
     TS_CHECK(metrics.good(), "cannot write metrics to ", c.run_dir, "/metrics.jsonl");
   }
 };
+
+// One call of Trainer::run: the model, optimizer, data and files, and the loop over steps.
+class TrainingRun {
+ public:
+  TrainingRun(const TrainConfig& config, const Trainer::Log& log);
+  TrainResult run(int64_t last_step);
+
+ private:
+  int64_t resume();  // the first step to run
+  StepMetrics train_step(int64_t step);
+  void record(const StepMetrics& m);
+  void evaluate(int64_t step);
+  void save(int64_t step);
+
+  const TrainConfig& c_;
+  const Trainer::Log& log_;
+  RunFiles files_;
+  GptModel model_;
+  std::vector<Tensor> parameters_;
+  AdamW optimizer_;
+  LrSchedule schedule_;
+  DynamicLossScaler scaler_;
+  SplitDatasets datasets_;
+  DataLoaderOptions loader_options_;
+  std::unique_ptr<DataLoader> loader_;
+  double flops_per_step_;
+  double peak_tflops_;
+  TrainResult result_;
+};
+
+TrainingRun::TrainingRun(const TrainConfig& config, const Trainer::Log& log)
+    : c_(config),
+      log_(log),
+      files_(config),
+      model_(config.model, config.seed, ParamOptions{parameter_dtype(config), config.device}),
+      parameters_(parameters_with_f32_grads(model_)),
+      optimizer_(parameters_, config.adamw),
+      schedule_(config.schedule),
+      flops_per_step_(config.model.training_flops_per_token(config.seq_length) * double(config.tokens_per_step())),
+      peak_tflops_(peak_bf16_tflops(config.device)) {
+  model_.set_recompute(c_.recompute);
+  loader_options_.micro_batch_size = c_.micro_batch_size;
+}
+
+int64_t TrainingRun::resume() {
+  auto warn = [&](const std::string& message) { log_("warning: " + message); };
+  std::vector<CheckpointFileEntry> existing = list_checkpoints(c_.save_dir);
+  if (c_.resume == "none" && !existing.empty()) {
+    warn(
+        fmt::format("train.resume=none, but {} already holds {} checkpoint(s) up to {}: saves of the same step "
+                    "replace them, and a later train.resume=auto picks the highest step",
+                    c_.save_dir, existing.size(), existing.back().path));
+  }
+  std::optional<LoadedCheckpoint> loaded = load_checkpoint_for_resume(c_.resume, c_.save_dir, warn);
+  if (!loaded) {
+    if (c_.resume != "none" && !c_.save_dir.empty())
+      log_(fmt::format("no checkpoint in {}; starting from scratch", c_.save_dir));
+    return 1;
+  }
+  const TrainingCheckpoint& checkpoint = loaded->checkpoint;
+  restore_training_state(checkpoint, loaded->path, model_, optimizer_);
+  loader_options_.consumed_samples = checkpoint.consumed_samples;
+  result_.resumed_from = loaded->path;
+  log_(fmt::format("resumed from {}: {} steps done, {} samples consumed", loaded->path, checkpoint.step,
+                   checkpoint.consumed_samples));
+  return checkpoint.step + 1;
+}
+
+TrainResult TrainingRun::run(int64_t last_step) {
+  int64_t first_step = resume();  // before the datasets: a checkpoint that does not fit fails fast
+  if (first_step > last_step) {
+    log_(fmt::format("the checkpoint is at step {}; nothing to train up to step {}", first_step - 1, last_step));
+    return std::move(result_);
+  }
+  datasets_ = build_datasets(c_);
+  loader_ = std::make_unique<DataLoader>(require(datasets_[0], "train"), loader_options_);
+  reset_peak_memory(c_.device);
+  for (int64_t step = first_step; step <= last_step; ++step) {
+    record(train_step(step));
+    if (step % c_.eval_interval == 0 || step == c_.train_iters) evaluate(step);
+    if (!c_.save_dir.empty() && (step % c_.save_interval == 0 || step == last_step)) save(step);
+  }
+  return std::move(result_);
+}
+
+StepMetrics TrainingRun::train_step(int64_t step) {
+  auto start = Clock::now();
+  zero_grads(parameters_);
+  // Every token of the global batch weighs 1 / (tokens in the global batch).
+  double inv_tokens = 1.0 / double(c_.tokens_per_step());
+  double loss_sum = 0.0;
+  for (int64_t micro = 0; micro < c_.grad_accumulation_steps(); ++micro) {
+    std::optional<MicroBatch> mb = loader_->next();
+    TS_CHECK(mb.has_value(), "the training data ran out at step ", step, " (consumed ", loader_->consumed_samples(),
+             " samples)");
+    Tensor loss = model_.loss(to_device(*mb, c_.device), LossReduction::Sum);
+    Tensor scaled = scale(loss, inv_tokens);
+    if (c_.precision == Precision::FP16) scaled = scaler_.scale_loss(scaled);
+    scaled.backward();
+    loss_sum += loss.item();
+  }
+  bool take_step = c_.precision != Precision::FP16 || scaler_.unscale_and_update(parameters_);
+  StepMetrics m;
+  m.step = step;
+  m.loss = loss_sum * inv_tokens;
+  m.lr = schedule_.at(step);
+  m.grad_norm = std::sqrt(grad_norm_squared(parameters_));
+  m.skipped = !take_step;
+  if (take_step) {
+    optimizer_.set_learning_rate(m.lr);
+    optimizer_.step(c_.clip_grad > 0.0 ? clip_factor(m.grad_norm, c_.clip_grad) : 1.0);
+  }
+  m.peak_memory_bytes = memory_stats(c_.device).peak_bytes;  // reading it waits for the step
+  m.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  m.tokens_per_second = double(c_.tokens_per_step()) / m.seconds;
+  m.tflops_per_device = flops_per_step_ / m.seconds / 1e12 / double(c_.data_parallel_size);
+  m.mfu = peak_tflops_ > 0.0 ? m.tflops_per_device / peak_tflops_ : 0.0;
+  return m;
+}
+
+void TrainingRun::record(const StepMetrics& m) {
+  result_.steps.push_back(m);
+  if (m.step % c_.log_interval == 0 || m.step == c_.train_iters) {
+    log_(
+        fmt::format("step {:5d}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tokens/s | {:.1f} TFLOP/s "
+                    "| MFU {} | peak mem {:.2f} GiB{}",
+                    m.step, c_.train_iters, m.loss, m.lr, m.grad_norm, m.tokens_per_second, m.tflops_per_device,
+                    peak_tflops_ > 0.0 ? fmt::format("{:.1f}%", 100.0 * m.mfu) : std::string("n/a"),
+                    double(m.peak_memory_bytes) / double(1 << 30), m.skipped ? " | skipped (inf/nan)" : ""));
+  }
+  files_.metrics << nlohmann::json{{"step", m.step},
+                                   {"loss", m.loss},
+                                   {"lr", m.lr},
+                                   {"grad_norm", m.grad_norm},
+                                   {"seconds", m.seconds},
+                                   {"tokens_per_second", m.tokens_per_second},
+                                   {"tflops", m.tflops_per_device},
+                                   {"mfu", m.mfu},
+                                   {"peak_memory_bytes", m.peak_memory_bytes}}
+                        .dump()
+                 << "\n";
+}
+
+void TrainingRun::evaluate(int64_t step) {
+  if (c_.eval_iters == 0 || !datasets_[1]) return;
+  NoGradGuard no_grad;
+  model_.eval();
+  DataLoader valid(datasets_[1], DataLoaderOptions{.micro_batch_size = c_.micro_batch_size});
+  double loss_sum = 0.0, tokens = 0.0;
+  for (int64_t i = 0; i < c_.eval_iters * c_.grad_accumulation_steps(); ++i) {
+    std::optional<MicroBatch> mb = valid.next();
+    if (!mb) break;
+    loss_sum += model_.loss(to_device(*mb, c_.device), LossReduction::Sum).item();
+    tokens += double(mb->rows * mb->sequence_length);
+  }
+  model_.train();
+  if (tokens == 0) return;
+  double loss = loss_sum / tokens;
+  result_.validation_losses.emplace_back(step, loss);
+  log_(fmt::format("validation at step {}: loss {:.4f} | perplexity {:.2f}", step, loss, std::exp(loss)));
+  files_.metrics << nlohmann::json{{"step", step}, {"validation_loss", loss}}.dump() << "\n";
+}
+
+void TrainingRun::save(int64_t step) {
+  auto warn = [&](const std::string& message) { log_("warning: " + message); };
+  TrainingCheckpoint checkpoint =
+      capture_training_state(model_, optimizer_, step, loader_->consumed_samples(), c_.resolved_yaml);
+  SavedCheckpoint saved = save_checkpoint(c_.save_dir, checkpoint, c_.keep_last, warn);
+  result_.saved_checkpoints.push_back(saved.path);
+  log_(fmt::format("saved checkpoint {} ({:.2f} MiB in {:.3f} s){}", saved.path, double(saved.bytes) / double(1 << 20),
+                   saved.seconds,
+                   saved.removed.empty() ? "" : fmt::format(", removed {}", fmt::join(saved.removed, ", "))));
+}
 
 }  // namespace
 
@@ -77,110 +267,18 @@ double peak_bf16_tflops(Device device) {
 
 Trainer::Trainer(TrainConfig config, Log log) : config_(std::move(config)), log_(std::move(log)) {}
 
-TrainResult Trainer::run() {
+TrainResult Trainer::run(std::optional<int64_t> stop_after_step) {
   const TrainConfig& c = config_;
-  RunFiles files(c);
-  log_(fmt::format("tessera train: {} ({:.1f}M parameters) on {}, {} precision, global batch {} = {} x {} "
-                   "micro-batches x {} ranks, {} tokens/step",
-                   c.model.name, double(c.model.parameter_count()) / 1e6, c.device.str(),
-                   dtype_name(parameter_dtype(c)), c.global_batch_size, c.micro_batch_size,
-                   c.grad_accumulation_steps(), c.data_parallel_size, c.tokens_per_step()));
-
-  GptModel model(c.model, c.seed, ParamOptions{parameter_dtype(c), c.device});
-  model.set_recompute(c.recompute);
-  std::vector<Tensor> parameters = model.parameters();
-  install_f32_grad_buffers(parameters);
-  AdamW optimizer(parameters, c.adamw);
-  LrSchedule schedule(c.schedule);
-  DynamicLossScaler scaler;
-
-  int64_t evaluations = c.train_iters / c.eval_interval + 1;
-  SplitSampleCounts samples = {c.train_iters * c.global_batch_size,
-                               c.eval_iters > 0 ? std::optional<int64_t>(c.eval_iters * c.global_batch_size * evaluations)
-                                                : std::optional<int64_t>(0),
-                               0};
-  GptDatasetConfig data_config;
-  data_config.sequence_length = c.seq_length;
-  data_config.random_seed = static_cast<uint32_t>(c.seed);
-  SplitDatasets datasets = build_gpt_split_datasets(parse_data_blend(c.data_path), c.split, samples, data_config);
-  auto train_data = require(datasets[0], "train");
-  DataLoaderOptions loader_options;
-  loader_options.micro_batch_size = c.micro_batch_size;
-  DataLoader loader(train_data, loader_options);
-
-  auto evaluate = [&](int64_t step, TrainResult& result) {
-    if (c.eval_iters == 0 || !datasets[1]) return;
-    NoGradGuard no_grad;
-    model.eval();
-    DataLoader valid(datasets[1], loader_options);
-    double loss_sum = 0.0, tokens = 0.0;
-    for (int64_t i = 0; i < c.eval_iters * c.grad_accumulation_steps(); ++i) {
-      std::optional<MicroBatch> mb = valid.next();
-      if (!mb) break;
-      loss_sum += model.loss(to_device(*mb, c.device), LossReduction::Sum).item();
-      tokens += double(mb->rows * mb->sequence_length);
-    }
-    model.train();
-    if (tokens == 0) return;
-    double loss = loss_sum / tokens;
-    result.validation_losses.emplace_back(step, loss);
-    log_(fmt::format("validation at step {}: loss {:.4f} | perplexity {:.2f}", step, loss, std::exp(loss)));
-    files.metrics << nlohmann::json{{"step", step}, {"validation_loss", loss}}.dump() << "\n";
-  };
-
-  TrainResult result;
-  double flops_per_step = c.model.training_flops_per_token(c.seq_length) * double(c.tokens_per_step());
-  double peak = peak_bf16_tflops(c.device);
-  reset_peak_memory(c.device);
-  for (int64_t step = 1; step <= c.train_iters; ++step) {
-    auto start = Clock::now();
-    zero_grads(parameters);
-    // Every token of the global batch weighs 1 / (tokens in the global batch).
-    double inv_tokens = 1.0 / double(c.tokens_per_step());
-    double loss_sum = 0.0;
-    for (int64_t micro = 0; micro < c.grad_accumulation_steps(); ++micro) {
-      std::optional<MicroBatch> mb = loader.next();
-      TS_CHECK(mb.has_value(), "the training data ran out at step ", step, " (consumed ", loader.consumed_samples(),
-               " samples)");
-      Tensor loss = model.loss(to_device(*mb, c.device), LossReduction::Sum);
-      Tensor scaled = scale(loss, inv_tokens);
-      if (c.precision == Precision::FP16) scaled = scaler.scale_loss(scaled);
-      scaled.backward();
-      loss_sum += loss.item();
-    }
-    bool take_step = c.precision != Precision::FP16 || scaler.unscale_and_update(parameters);
-    StepMetrics m;
-    m.step = step;
-    m.loss = loss_sum * inv_tokens;
-    m.lr = schedule.at(step);
-    m.grad_norm = std::sqrt(grad_norm_squared(parameters));
-    if (take_step) {
-      optimizer.set_learning_rate(m.lr);
-      optimizer.step(c.clip_grad > 0.0 ? clip_factor(m.grad_norm, c.clip_grad) : 1.0);
-    }
-    m.peak_memory_bytes = memory_stats(c.device).peak_bytes;  // reading it waits for the step
-    m.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    m.tokens_per_second = double(c.tokens_per_step()) / m.seconds;
-    m.tflops_per_device = flops_per_step / m.seconds / 1e12 / double(c.data_parallel_size);
-    m.mfu = peak > 0.0 ? m.tflops_per_device / peak : 0.0;
-    result.steps.push_back(m);
-    if (step % c.log_interval == 0 || step == c.train_iters) {
-      log_(fmt::format("step {:5d}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tokens/s | {:.1f} TFLOP/s "
-                       "| MFU {} | peak mem {:.2f} GiB{}",
-                       step, c.train_iters, m.loss, m.lr, m.grad_norm, m.tokens_per_second, m.tflops_per_device,
-                       peak > 0.0 ? fmt::format("{:.1f}%", 100.0 * m.mfu) : std::string("n/a"),
-                       double(m.peak_memory_bytes) / double(1 << 30), take_step ? "" : " | skipped (inf/nan)"));
-    }
-    files.metrics << nlohmann::json{{"step", step},           {"loss", m.loss},
-                                    {"lr", m.lr},             {"grad_norm", m.grad_norm},
-                                    {"seconds", m.seconds},   {"tokens_per_second", m.tokens_per_second},
-                                    {"tflops", m.tflops_per_device}, {"mfu", m.mfu},
-                                    {"peak_memory_bytes", m.peak_memory_bytes}}
-                         .dump()
-                  << "\n";
-    if (step % c.eval_interval == 0 || step == c.train_iters) evaluate(step, result);
-  }
-  return result;
+  int64_t last_step = stop_after_step.value_or(c.train_iters);
+  TS_CHECK(last_step >= 1 && last_step <= c.train_iters, "Trainer::run: stop_after_step ", last_step,
+           " is outside [1, train.train_iters = ", c.train_iters, "]");
+  log_(fmt::format(
+      "tessera train: {} ({:.1f}M parameters) on {}, {} precision, global batch {} = {} x {} "
+      "micro-batches x {} ranks, {} tokens/step",
+      c.model.name, double(c.model.parameter_count()) / 1e6, c.device.str(), dtype_name(parameter_dtype(c)),
+      c.global_batch_size, c.micro_batch_size, c.grad_accumulation_steps(), c.data_parallel_size, c.tokens_per_step()));
+  TrainingRun run(c, log_);
+  return run.run(last_step);
 }
 
 }  // namespace tessera

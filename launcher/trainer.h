@@ -4,9 +4,14 @@
 // same whatever micro-batch it sits in), clips by global norm, updates, and logs one line per
 // log_interval plus a JSONL record in the run directory. Evaluates on the validation split
 // every eval_interval steps.
+// Checkpoints (launcher/checkpoint*.h): the run starts from the checkpoint train.resume picks
+// (model, AdamW state, step, dropout stream, loader position) and saves every save_interval
+// steps and at its last step into checkpoint.save. Resuming is exact: the steps after the
+// checkpoint compute the same losses, bit for bit on CPU, as a run that never stopped.
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,18 +29,23 @@ struct StepMetrics {
   double tflops_per_device = 0.0;
   double mfu = 0.0;  // 0 when the device's peak is unknown (CPU)
   size_t peak_memory_bytes = 0;
+  bool skipped = false;  // fp16: inf/NaN gradients, no update
 };
 
 struct TrainResult {
   std::vector<StepMetrics> steps;
   std::vector<std::pair<int64_t, double>> validation_losses;  // (step, loss)
+  std::string resumed_from;                                   // checkpoint path; empty for a fresh start
+  std::vector<std::string> saved_checkpoints;
 };
 
 class Trainer {
  public:
   using Log = std::function<void(const std::string& line)>;
   Trainer(TrainConfig config, Log log);
-  TrainResult run();
+  // Trains up to train_iters, or only up to stop_after_step when given (as a job that runs out
+  // of time does; it saves there when checkpoint.save is set). Returns the steps this call ran.
+  TrainResult run(std::optional<int64_t> stop_after_step = std::nullopt);
 
  private:
   TrainConfig config_;

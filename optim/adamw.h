@@ -5,6 +5,8 @@
 // pass. Gradients may be f32 (accumulated into an f32 main-grad buffer installed with
 // set_grad, as Megatron does) or the parameter's dtype.
 // By default 1-D parameters (biases, norm weights) take no weight decay, as in Megatron.
+// Checkpoints read the per-parameter state (master, exp_avg, exp_avg_sq; f32, in constructor
+// order) and the step count through the accessors below and put them back with load_state.
 #pragma once
 
 #include "core/backend.h"
@@ -30,6 +32,17 @@ class AdamW final : public Optimizer {
   int64_t steps_taken() const { return steps_; }
   // The f32 weights the update works on (the parameter itself when it is f32).
   const Tensor& master_weight(size_t i) const { return states_.at(i).master; }
+  // False when parameter i is f32 and so is its own master weight.
+  bool has_separate_master(size_t i) const { return !parameters_.at(i).is_same(states_.at(i).master); }
+  const Tensor& exp_avg(size_t i) const { return states_.at(i).exp_avg; }
+  const Tensor& exp_avg_sq(size_t i) const { return states_.at(i).exp_avg_sq; }
+
+  // Restores parameter i's state from a checkpoint: values are copied in (converted to f32 on
+  // the parameter's device) and must have the parameter's shape. The master's value lands in
+  // the parameter itself when the parameter is its own master.
+  void load_state(size_t i, const Tensor& master, const Tensor& exp_avg, const Tensor& exp_avg_sq);
+  // The bias correction of the next step uses steps + 1.
+  void set_steps_taken(int64_t steps);
 
  private:
   struct ParamState {

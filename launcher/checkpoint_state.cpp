@@ -1,0 +1,96 @@
+#include "launcher/checkpoint_state.h"
+
+#include "core/autograd/grad_mode.h"
+
+namespace tessera {
+
+namespace {
+
+constexpr const char* kMismatchHint =
+    " (the model built from this recipe differs from the run that saved the checkpoint; compare the recipe's "
+    "model section with the config stored in the checkpoint, or start fresh with train.resume=none)";
+
+void check_parameters_match(const TrainingCheckpoint& checkpoint, const std::string& source,
+                            const StateDict& parameters) {
+  for (const auto& [name, parameter] : parameters) {
+    auto saved = checkpoint.model.find(name);
+    TS_CHECK(saved != checkpoint.model.end(), source, ": the checkpoint has no parameter ", name, kMismatchHint);
+    TS_CHECK(saved->second.value.shape() == parameter.shape(), source, ": parameter ", name, " has shape ",
+             saved->second.value.shape(), " in the checkpoint but ", parameter.shape(), " in the model", kMismatchHint);
+  }
+  if (checkpoint.model.size() != parameters.size()) {
+    for (const auto& [name, saved] : checkpoint.model) {
+      bool known = false;
+      for (const auto& entry : parameters) known = known || entry.first == name;
+      TS_CHECK(known, source, ": the checkpoint holds parameter ", name, " that the model lacks", kMismatchHint);
+    }
+  }
+}
+
+const Tensor& saved_state(const std::map<std::string, Tensor>& tensors, const std::string& name,
+                          const std::string& source, const char* what) {
+  auto found = tensors.find(name);
+  TS_CHECK(found != tensors.end(), source, ": the checkpoint has no optimizer ", what, " for parameter ", name,
+           " (/optimizer/", what, "/", name, ")");
+  return found->second;
+}
+
+void check_optimizer_over(const StateDict& parameters, const AdamW& optimizer) {
+  TS_CHECK(parameters.size() == optimizer.parameters().size(), "checkpoint: the optimizer holds ",
+           optimizer.parameters().size(), " parameters but the model ", parameters.size());
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    TS_CHECK(optimizer.parameters()[i].is_same(parameters[i].second), "checkpoint: optimizer parameter ", i,
+             " is not the model's ", parameters[i].first, "; build the optimizer over model.parameters()");
+  }
+}
+
+}  // namespace
+
+TrainingCheckpoint capture_training_state(const GptModel& model, const AdamW& optimizer, int64_t step,
+                                          int64_t consumed_samples, const std::string& config_yaml) {
+  NoGradGuard no_grad;
+  TrainingCheckpoint checkpoint;
+  checkpoint.config_yaml = config_yaml;
+  checkpoint.step = step;
+  StateDict parameters = model.named_parameters();
+  check_optimizer_over(parameters, optimizer);
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    const auto& [name, parameter] = parameters[i];
+    checkpoint.model[name] = {parameter.to(Device::cpu()).to(DType::F32), parameter.dtype()};
+    checkpoint.optimizer.exp_avg[name] = optimizer.exp_avg(i).to(Device::cpu());
+    checkpoint.optimizer.exp_avg_sq[name] = optimizer.exp_avg_sq(i).to(Device::cpu());
+    if (optimizer.has_separate_master(i))
+      checkpoint.optimizer.master[name] = optimizer.master_weight(i).to(Device::cpu());
+  }
+  checkpoint.optimizer.steps_taken = optimizer.steps_taken();
+  checkpoint.dropout_rng = model.dropout_generator().state();
+  checkpoint.consumed_samples = consumed_samples;
+  return checkpoint;
+}
+
+void load_model_weights(const TrainingCheckpoint& checkpoint, const std::string& source, Module& model) {
+  StateDict parameters = model.named_parameters();
+  check_parameters_match(checkpoint, source, parameters);
+  NoGradGuard no_grad;
+  for (auto& [name, parameter] : parameters) parameter.copy_(checkpoint.model.at(name).value);
+}
+
+void restore_training_state(const TrainingCheckpoint& checkpoint, const std::string& source, GptModel& model,
+                            AdamW& optimizer) {
+  StateDict parameters = model.named_parameters();
+  check_optimizer_over(parameters, optimizer);
+  load_model_weights(checkpoint, source, model);
+  const OptimizerCheckpoint& saved = checkpoint.optimizer;
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    const std::string& name = parameters[i].first;
+    // A run that saved f32 parameters stored no separate master: the parameter is the master.
+    auto master = saved.master.find(name);
+    const Tensor& master_value = master != saved.master.end() ? master->second : checkpoint.model.at(name).value;
+    optimizer.load_state(i, master_value, saved_state(saved.exp_avg, name, source, "exp_avg"),
+                         saved_state(saved.exp_avg_sq, name, source, "exp_avg_sq"));
+  }
+  optimizer.set_steps_taken(saved.steps_taken);
+  model.dropout_generator().set_state(checkpoint.dropout_rng);
+}
+
+}  // namespace tessera

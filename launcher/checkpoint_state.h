@@ -1,0 +1,27 @@
+// Moves training state between the live objects of a run (the model's parameters and dropout
+// stream, AdamW's state, the step and the loader position) and a TrainingCheckpoint.
+// Restoring first checks that the checkpoint holds exactly the model's parameters, by name and
+// shape, and names the first one that differs.
+#pragma once
+
+#include <string>
+
+#include "launcher/checkpoint.h"
+#include "models/gpt_model.h"
+#include "optim/adamw.h"
+
+namespace tessera {
+
+// The optimizer must have been built over model.parameters() (same order). Tensors that are
+// already f32 on the host are shared, not copied: write the checkpoint before the next step.
+TrainingCheckpoint capture_training_state(const GptModel& model, const AdamW& optimizer, int64_t step,
+                                          int64_t consumed_samples, const std::string& config_yaml);
+
+// `source` names the checkpoint in errors (its path).
+void restore_training_state(const TrainingCheckpoint& checkpoint, const std::string& source, GptModel& model,
+                            AdamW& optimizer);
+
+// The model's weights alone (generation, evaluation); same checks as restore_training_state.
+void load_model_weights(const TrainingCheckpoint& checkpoint, const std::string& source, Module& model);
+
+}  // namespace tessera

@@ -1,0 +1,327 @@
+// Checkpoint files and directories: a restored run holds bit for bit the state of the run that
+// saved it (checked by taking the same next step in both), the layout reads with the plain
+// HDF5 C API, damaged files are refused (checksums, truncation) and skipped by auto-resume,
+// a failed save leaves the last good checkpoint alone, and a model that does not match is
+// refused naming the first parameter that differs.
+#include <gtest/gtest.h>
+#include <hdf5.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "core/ops/ops.h"
+#include "data/data_test_util.h"
+#include "launcher/checkpoint_directory.h"
+#include "launcher/checkpoint_state.h"
+
+namespace tessera {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TemporaryFolder;
+
+TransformerConfig tiny_config(int64_t num_layers = 2, int64_t hidden_size = 64) {
+  TransformerConfig config = transformer_preset("llama-tiny");
+  config.num_layers = num_layers;
+  config.hidden_size = hidden_size;
+  config.hidden_dropout = 0.1;  // steps draw from the dropout stream
+  return config;
+}
+
+LmBatch batch_for(int64_t step) {
+  std::vector<int64_t> tokens, labels;
+  for (int64_t i = 0; i < 16; ++i) {
+    tokens.push_back((i * 37 + step * 11) % 500);
+    labels.push_back((i * 37 + step * 11 + 5) % 500);
+  }
+  return {Tensor::from_vector(tokens, {2, 8}), Tensor::from_vector(labels, {2, 8}), Tensor()};
+}
+
+// A model and its optimizer, `steps` AdamW steps into training on fixed batches.
+struct TinyRun {
+  std::unique_ptr<GptModel> model;
+  std::unique_ptr<AdamW> optimizer;
+  int64_t steps = 0;
+
+  TinyRun(const TransformerConfig& config, uint64_t seed, DType dtype = DType::F32)
+      : model(std::make_unique<GptModel>(config, seed, ParamOptions{dtype, Device::cpu()})),
+        optimizer(std::make_unique<AdamW>(model->parameters(), AdamWOptions{.lr = 1e-2, .weight_decay = 0.1})) {}
+
+  void train(int64_t count) {
+    for (int64_t i = 0; i < count; ++i) {
+      model->zero_grad();
+      model->loss(batch_for(++steps)).backward();
+      optimizer->step();
+    }
+  }
+  TrainingCheckpoint capture() const {
+    return capture_training_state(*model, *optimizer, steps, 4 * steps, "model:\n  preset: llama-tiny\n");
+  }
+};
+
+void expect_bitwise_equal(const Tensor& a, const Tensor& b, const std::string& what) {
+  ASSERT_EQ(a.shape(), b.shape()) << what;
+  ASSERT_EQ(a.dtype(), b.dtype()) << what;
+  std::vector<float> x = a.to_vector<float>(), y = b.to_vector<float>();
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(x[i], y[i]) << what << " element " << i;
+}
+
+void expect_same_state(const TinyRun& a, const TinyRun& b) {
+  auto pa = a.model->named_parameters(), pb = b.model->named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    expect_bitwise_equal(pa[i].second, pb[i].second, pa[i].first);
+    expect_bitwise_equal(a.optimizer->master_weight(i), b.optimizer->master_weight(i), "master " + pa[i].first);
+    expect_bitwise_equal(a.optimizer->exp_avg(i), b.optimizer->exp_avg(i), "exp_avg " + pa[i].first);
+    expect_bitwise_equal(a.optimizer->exp_avg_sq(i), b.optimizer->exp_avg_sq(i), "exp_avg_sq " + pa[i].first);
+  }
+  EXPECT_EQ(a.optimizer->steps_taken(), b.optimizer->steps_taken());
+  EXPECT_EQ(a.model->dropout_generator().state().seed, b.model->dropout_generator().state().seed);
+  EXPECT_EQ(a.model->dropout_generator().state().offset, b.model->dropout_generator().state().offset);
+}
+
+std::string expect_throws(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected tessera::Error";
+  return "";
+}
+
+const CheckpointWarn kNoWarnings = [](const std::string& message) {
+  ADD_FAILURE() << "unexpected warning: " << message;
+};
+
+TEST(Checkpoint, RestoredRunTakesBitwiseTheSameNextStepAsTheOriginal) {
+  TemporaryFolder folder;
+  TinyRun original(tiny_config(), 1);
+  original.train(3);
+  write_checkpoint_file(folder.file("state.h5"), original.capture());
+  TrainingCheckpoint read = read_checkpoint_file(folder.file("state.h5"));
+  EXPECT_EQ(read.step, 3);
+  EXPECT_EQ(read.consumed_samples, 12);
+  EXPECT_EQ(read.config_yaml, "model:\n  preset: llama-tiny\n");
+
+  TinyRun restored(tiny_config(), 2);  // other initial weights and dropout seed: all must come from the file
+  restore_training_state(read, folder.file("state.h5"), *restored.model, *restored.optimizer);
+  restored.steps = read.step;
+  expect_same_state(original, restored);
+  // The next update depends on every piece (weights, moments, bias-correction step, dropout stream).
+  original.train(1);
+  restored.train(1);
+  expect_same_state(original, restored);
+}
+
+TEST(Checkpoint, LayoutReadsWithThePlainHdf5Api) {
+  TemporaryFolder folder;
+  TinyRun run(tiny_config(), 3);
+  run.train(2);
+  write_checkpoint_file(folder.file("state.h5"), run.capture());
+
+  hid_t file = H5Fopen(folder.file("state.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  auto read_int_attribute = [&](const char* object, const char* name, hid_t type, void* value) {
+    hid_t attribute = H5Aopen_by_name(file, object, name, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(attribute, 0) << object << " " << name;
+    EXPECT_GE(H5Aread(attribute, type, value), 0);
+    H5Aclose(attribute);
+  };
+  int64_t version = 0, step = 0, consumed = 0, steps_taken = 0;
+  uint64_t offset = 0;
+  read_int_attribute("/", "format_version", H5T_NATIVE_INT64, &version);
+  read_int_attribute("/scheduler", "step", H5T_NATIVE_INT64, &step);
+  read_int_attribute("/data", "consumed_samples", H5T_NATIVE_INT64, &consumed);
+  read_int_attribute("/optimizer", "steps_taken", H5T_NATIVE_INT64, &steps_taken);
+  read_int_attribute("/rng", "dropout_offset", H5T_NATIVE_UINT64, &offset);
+  EXPECT_EQ(version, kCheckpointFormatVersion);
+  EXPECT_EQ(step, 2);
+  EXPECT_EQ(consumed, 8);
+  EXPECT_EQ(steps_taken, 2);
+  EXPECT_EQ(offset, run.model->dropout_generator().state().offset);
+  EXPECT_GT(offset, 0u);
+
+  for (const auto& [group, expected] :
+       {std::pair<std::string, Tensor>{"/model/", run.model->named_parameters()[1].second},
+        std::pair<std::string, Tensor>{"/optimizer/exp_avg_sq/", run.optimizer->exp_avg_sq(1)}}) {
+    std::string name = group + run.model->named_parameters()[1].first;
+    hid_t dataset = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
+    ASSERT_GE(dataset, 0) << name;
+    std::vector<float> values(size_t(expected.numel()));
+    EXPECT_GE(H5Dread(dataset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+    H5Dclose(dataset);
+    EXPECT_EQ(values, expected.to_vector<float>()) << name;
+  }
+  EXPECT_EQ(H5Lexists(file, "/optimizer/master", H5P_DEFAULT), 0) << "f32 parameters are their own masters";
+  H5Fclose(file);
+}
+
+TEST(Checkpoint, Bf16ParametersKeepTheirSeparateF32Masters) {
+  TemporaryFolder folder;
+  TinyRun original(tiny_config(), 4, DType::BF16);
+  original.train(2);
+  write_checkpoint_file(folder.file("bf16.h5"), original.capture());
+  TrainingCheckpoint read = read_checkpoint_file(folder.file("bf16.h5"));
+  EXPECT_EQ(read.model.at("decoder.final_layernorm.weight").dtype, DType::BF16);
+  EXPECT_EQ(read.optimizer.master.size(), read.model.size());
+
+  TinyRun restored(tiny_config(), 5, DType::BF16);
+  restore_training_state(read, folder.file("bf16.h5"), *restored.model, *restored.optimizer);
+  restored.steps = read.step;
+  expect_same_state(original, restored);
+  // The masters hold more than the bf16 weights: without them the next step would differ.
+  const Tensor& master = original.optimizer->master_weight(0);
+  EXPECT_NE(master.to_vector<float>(), original.model->parameters()[0].to_vector<float>());
+  original.train(1);
+  restored.train(1);
+  expect_same_state(original, restored);
+}
+
+// File offset of the first chunk of `dataset`, found with the plain HDF5 API.
+haddr_t first_chunk_address(const std::string& path, const std::string& dataset) {
+  hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(file, dataset.c_str(), H5P_DEFAULT);
+  hsize_t offset[2] = {0, 0}, size = 0;
+  unsigned filter_mask = 0;
+  haddr_t address = HADDR_UNDEF;
+  hid_t space = H5Dget_space(d);
+  H5Dget_chunk_info(d, space, 0, offset, &filter_mask, &address, &size);
+  H5Sclose(space);
+  H5Dclose(d);
+  H5Fclose(file);
+  return address;
+}
+
+TEST(Checkpoint, AFlippedBitInTheWeightsFailsItsChecksum) {
+  TemporaryFolder folder;
+  TinyRun run(tiny_config(), 6);
+  std::string path = folder.file("state.h5");
+  write_checkpoint_file(path, run.capture());
+  haddr_t address = first_chunk_address(path, "/model/embedding.word_embeddings.weight");
+  ASSERT_NE(address, HADDR_UNDEF);
+  std::string bytes = testing::read_file_bytes(path);
+  bytes[size_t(address) + 100] ^= 0x10;
+  testing::write_file_bytes(path, bytes);
+  std::string message = expect_throws([&] { read_checkpoint_file(path); });
+  std::printf("  refused: %s\n", message.c_str());
+  EXPECT_NE(message.find("embedding.word_embeddings.weight"), std::string::npos) << message;
+  EXPECT_NE(message.find(path), std::string::npos) << message;
+}
+
+TEST(CheckpointDirectory, AutoResumeSkipsATruncatedLatestCheckpointWithAWarningNamingIt) {
+  TemporaryFolder folder;
+  TinyRun run(tiny_config(), 7);
+  std::string dir = folder.file("ckpt");
+  run.train(1);
+  save_checkpoint(dir, run.capture(), 3, kNoWarnings);
+  run.train(1);
+  SavedCheckpoint latest = save_checkpoint(dir, run.capture(), 3, kNoWarnings);
+  EXPECT_EQ(fs::path(latest.path).filename(), "iter_0000002.h5");
+  fs::resize_file(latest.path, latest.bytes / 2);
+
+  std::vector<std::string> warnings;
+  ::testing::internal::CaptureStderr();
+  std::optional<LoadedCheckpoint> loaded =
+      load_checkpoint_for_resume("auto", dir, [&](const std::string& w) { warnings.push_back(w); });
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "") << "HDF5's own error printing must stay off";
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(fs::path(loaded->path).filename(), "iter_0000001.h5");
+  EXPECT_EQ(loaded->checkpoint.step, 1);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find(latest.path), std::string::npos) << warnings[0];
+
+  // With every checkpoint unreadable auto-resume stops instead of silently starting over.
+  fs::resize_file(dir + "/iter_0000001.h5", 100);
+  std::string message = expect_throws([&] { load_checkpoint_for_resume("auto", dir, [](const std::string&) {}); });
+  EXPECT_NE(message.find("none of the 2 checkpoints"), std::string::npos) << message;
+}
+
+TEST(CheckpointDirectory, AFailedSaveLeavesTheLastGoodCheckpointAndNoTemporaryFile) {
+  TemporaryFolder folder;
+  TinyRun run(tiny_config(), 8);
+  std::string dir = folder.file("ckpt");
+  run.train(1);
+  SavedCheckpoint good = save_checkpoint(dir, run.capture(), 1, kNoWarnings);
+  std::string good_bytes = testing::read_file_bytes(good.path);
+  // The rename target of step 2 is a directory: everything is written, then the rename fails.
+  fs::create_directories(dir + "/iter_0000002.h5/blocker");
+  run.train(1);
+  std::string message = expect_throws([&] { save_checkpoint(dir, run.capture(), 1, kNoWarnings); });
+  EXPECT_NE(message.find("iter_0000002.h5"), std::string::npos) << message;
+  EXPECT_EQ(testing::read_file_bytes(good.path), good_bytes) << "keep_last = 1 must not delete it before success";
+  EXPECT_FALSE(fs::exists(dir + "/iter_0000002.h5.tmp"));
+  EXPECT_EQ(read_checkpoint_file(good.path).step, 1);
+
+  // An unwritable temporary path fails before anything is renamed or deleted.
+  fs::remove_all(dir + "/iter_0000002.h5");
+  fs::create_directories(dir + "/iter_0000002.h5.tmp/blocker");
+  expect_throws([&] { save_checkpoint(dir, run.capture(), 1, kNoWarnings); });
+  EXPECT_EQ(testing::read_file_bytes(good.path), good_bytes);
+  EXPECT_FALSE(fs::exists(dir + "/iter_0000002.h5"));
+}
+
+TEST(CheckpointDirectory, KeepsTheLastKeepLastCheckpointsAndNeverDeletesHigherSteps) {
+  TemporaryFolder folder;
+  TinyRun run(tiny_config(1, 32), 9);
+  std::string dir = folder.file("ckpt");
+  fs::create_directories(dir);
+  testing::write_file_bytes(dir + "/iter_0000099.h5", "another run's (or an unreadable) checkpoint");
+  std::vector<std::string> removed;
+  for (int i = 0; i < 4; ++i) {
+    run.train(1);
+    SavedCheckpoint saved = save_checkpoint(dir, run.capture(), 2, kNoWarnings);
+    removed.insert(removed.end(), saved.removed.begin(), saved.removed.end());
+  }
+  std::vector<int64_t> steps;
+  for (const CheckpointFileEntry& entry : list_checkpoints(dir)) steps.push_back(entry.step);
+  EXPECT_EQ(steps, (std::vector<int64_t>{3, 4, 99}));
+  EXPECT_EQ(removed, (std::vector<std::string>{dir + "/iter_0000001.h5", dir + "/iter_0000002.h5"}));
+}
+
+TEST(CheckpointDirectory, ResumeNoneStartsFreshAndAPathLoadsThatFile) {
+  TemporaryFolder folder;
+  TinyRun run(tiny_config(1, 32), 10);
+  std::string dir = folder.file("ckpt");
+  run.train(1);
+  SavedCheckpoint first = save_checkpoint(dir, run.capture(), 3, kNoWarnings);
+  run.train(1);
+  save_checkpoint(dir, run.capture(), 3, kNoWarnings);
+  EXPECT_FALSE(load_checkpoint_for_resume("none", dir, kNoWarnings).has_value());
+  EXPECT_FALSE(load_checkpoint_for_resume("auto", "", kNoWarnings).has_value());
+  EXPECT_FALSE(load_checkpoint_for_resume("auto", folder.file("empty"), kNoWarnings).has_value());
+  EXPECT_EQ(load_checkpoint_for_resume(first.path, dir, kNoWarnings)->checkpoint.step, 1);
+  EXPECT_EQ(load_checkpoint_for_resume(dir, "", kNoWarnings)->checkpoint.step, 2);
+  std::string message = expect_throws([&] { load_checkpoint_for_resume(dir + "/iter_9.h5", dir, kNoWarnings); });
+  EXPECT_NE(message.find("does not exist"), std::string::npos) << message;
+}
+
+TEST(CheckpointState, AMismatchedModelIsRefusedNamingTheFirstDifferingParameter) {
+  TemporaryFolder folder;
+  TinyRun saved(tiny_config(2, 64), 11);
+  std::string path = folder.file("state.h5");
+  write_checkpoint_file(path, saved.capture());
+  TrainingCheckpoint checkpoint = read_checkpoint_file(path);
+
+  TinyRun wider(tiny_config(2, 128), 12);
+  std::string message =
+      expect_throws([&] { restore_training_state(checkpoint, path, *wider.model, *wider.optimizer); });
+  EXPECT_NE(message.find("parameter embedding.word_embeddings.weight has shape [512, 64] in the checkpoint but "
+                         "[512, 128] in the model"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find(path), std::string::npos) << message;
+
+  TinyRun deeper(tiny_config(3, 64), 13);
+  message = expect_throws([&] { restore_training_state(checkpoint, path, *deeper.model, *deeper.optimizer); });
+  EXPECT_NE(message.find("has no parameter decoder.layers.2.input_layernorm.weight"), std::string::npos) << message;
+
+  TinyRun shallower(tiny_config(1, 64), 14);
+  message = expect_throws([&] { restore_training_state(checkpoint, path, *shallower.model, *shallower.optimizer); });
+  EXPECT_NE(message.find("holds parameter decoder.layers.1."), std::string::npos) << message;
+}
+
+}  // namespace
+}  // namespace tessera
