@@ -166,9 +166,12 @@ class Backend {
   virtual void unscale_and_check_finite(const std::vector<Tensor>& tensors, double inv_scale,
                                         const Tensor& found_inf) = 0;
 
-  // ---- attention: q [B, T, H, D], k and v [B, T, KV, D] (H % KV == 0; query head h reads
-  // kv head h / (H / KV)), out [B, T, H, D], lse [B, H, T] (logsumexp of the scaled scores,
-  // f32/f64). Causal masks key j > query i. ----
+  // ---- attention: q [B, Tq, H, D], k and v [B, Tk, KV, D] with Tq <= Tk (H % KV == 0; query
+  // head h reads kv head h / (H / KV)), out [B, Tq, H, D], lse [B, H, Tq] (logsumexp of the
+  // scaled scores, f32/f64). The queries are the last Tq of the Tk positions (bottom-right
+  // aligned: query i sits at position i + Tk - Tq, as when decoding after Tk - Tq cached
+  // tokens); causal masks key j > i + Tk - Tq. Tq == Tk is ordinary self-attention. (CUDA
+  // refuses causal with 1 < Tq < Tk for now: core/cuda/cudnn_attention.cpp says why.) ----
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                          double scale, const Tensor& out, const Tensor& lse) = 0;
   virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -177,8 +180,9 @@ class Backend {
                                   const Tensor& dL_dk, const Tensor& dL_dv) = 0;
 
   // ---- rotary embedding on x [B, T, H, D] with cos/sin [T, D/2] (f32/f64), rotating pairs
-  // (i, i + D/2) (the Llama / NeoX "rotate half" layout). inverse = rotate by -angle (the
-  // backward). ----
+  // (i, i + D/2) (the Llama / NeoX "rotate half" layout); row t of the tables holds the angles
+  // of x's position t (positions from p on: rows [p, p + T) of a longer table, a contiguous
+  // slice). inverse = rotate by -angle (the backward). ----
   virtual void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, bool inverse,
                     const Tensor& out) = 0;
 };

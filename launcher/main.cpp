@@ -3,6 +3,7 @@
 //   tessera toy-train   train an MLP on the two-spirals task on CPU (end-to-end smoke run)
 //   tessera preprocess  tokenize text/JSONL into a Megatron .bin/.idx indexed dataset
 //   tessera train       pretrain a model from a recipe YAML
+//   tessera generate    sample text from a checkpoint (KV cache, temperature/top-k/top-p)
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -10,6 +11,7 @@
 
 #include "core/check.h"
 #include "core/cuda/runtime.h"
+#include "launcher/generate_command.h"
 #include "launcher/preprocess_command.h"
 #include "launcher/toy_train.h"
 #include "launcher/train_command.h"
@@ -54,12 +56,15 @@ int main(int argc, char** argv) {
   CLI::App* preprocess = tessera::add_preprocess_subcommand(app, preprocess_options);
   tessera::TrainCommandOptions train_options;
   CLI::App* train = tessera::add_train_subcommand(app, train_options);
+  tessera::GenerateCommandOptions generate_options;
+  CLI::App* generate = tessera::add_generate_subcommand(app, generate_options);
   CLI11_PARSE(app, argc, argv);
   try {
     if (*info) return run_info();
     if (*toy_train) return run_toy_train(toy);
     if (*preprocess) return tessera::run_preprocess_command(preprocess_options);
     if (*train) return tessera::run_train_command(train_options);
+    if (*generate) return tessera::run_generate_command(generate_options);
   } catch (const tessera::Error& e) {
     fmt::print(stderr, "tessera: error: {}\n", e.what());
     return 1;

@@ -7,9 +7,7 @@
 
 namespace tessera {
 
-namespace {
-
-TransformerConfig model_from_recipe(const Recipe& r) {
+TransformerConfig model_config_from_recipe(const Recipe& r) {
   TransformerConfig m = transformer_preset(r.get_string("model.preset"));
   auto set_int = [&](const char* key, int64_t& field) {
     if (r.has(std::string("model.") + key)) field = r.get_int(std::string("model.") + key);
@@ -37,6 +35,8 @@ TransformerConfig model_from_recipe(const Recipe& r) {
   }
   return m;
 }
+
+namespace {
 
 void check_layout(const Recipe& r) {
   for (const char* key : {"parallel.tensor_model_parallel_size", "parallel.pipeline_model_parallel_size",
@@ -79,7 +79,7 @@ Device device_from(const Recipe& r) {
 TrainConfig train_config_from_recipe(const Recipe& r, int64_t data_parallel_size) {
   TrainConfig c;
   check_layout(r);
-  c.model = model_from_recipe(r);
+  c.model = model_config_from_recipe(r);
   c.recompute = r.get_string("model.recompute_granularity") == "full";
   c.data_path = r.get_list("data.data_path");
   check_data_paths(r, c.data_path);

@@ -56,4 +56,8 @@ struct TrainConfig {
 // data_parallel_size comes from the launch (world size / model-parallel sizes).
 TrainConfig train_config_from_recipe(const Recipe& recipe, int64_t data_parallel_size = 1);
 
+// The model section alone (a preset with its overrides), validated; what generation rebuilds
+// from the configuration a checkpoint saved.
+TransformerConfig model_config_from_recipe(const Recipe& recipe);
+
 }  // namespace tessera

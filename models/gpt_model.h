@@ -13,6 +13,8 @@
 //   output_layer.weight                          [Vp, C]  (untied only)
 // (biases only with add_bias_linear / LayerNorm). Logits cover the real vocabulary only: the
 // padded rows of the tables never receive probability mass or gradient.
+// Inference can keep a KV cache (models/kv_cache.h): forward(tokens, cache) runs only the new
+// tokens, at the positions that follow each row's cached ones.
 #pragma once
 
 #include <map>
@@ -20,6 +22,7 @@
 
 #include "core/nn/layers.h"
 #include "core/random.h"
+#include "models/kv_cache.h"
 #include "models/transformer_layer.h"
 
 namespace tessera {
@@ -38,6 +41,13 @@ class GptModel : public Module {
   const TransformerConfig& config() const { return config_; }
   // tokens [B, T] (i32/i64) -> logits [B, T, V].
   Tensor forward(const Tensor& tokens) const;
+  // Decoding (eval mode; records no gradients): tokens [B, T] are the next T tokens of each
+  // row of `cache`, row b's at positions cache.length(b) .. + T - 1. Returns their logits
+  // [B, T, V] and advances the cache by T. On a GPU, T > 1 needs empty cache rows (cuDNN's
+  // path refuses causal attention with 1 < Tq < Tk, core/cuda/cudnn_attention.cpp).
+  Tensor forward(const Tensor& tokens, KvCache& cache) const;
+  // An empty cache for `batch` rows of up to `capacity` tokens, in the model's dtype and device.
+  KvCache new_kv_cache(int64_t batch, int64_t capacity) const;
   // Cross-entropy over the tokens that count (loss mask, ignore_index = -100): their mean, or
   // their sum (trainers divide by the token count of the whole global batch).
   Tensor loss(const LmBatch& batch, LossReduction reduction = LossReduction::Mean) const;
@@ -48,7 +58,11 @@ class GptModel : public Module {
   Generator& dropout_generator() const { return dropout_generator_; }
 
  private:
+  // Token embeddings plus, for learned positions, those of `positions` ([T] or [B, T]).
+  Tensor embed(const Tensor& tokens, const Tensor& positions) const;
   Tensor hidden_states(const Tensor& tokens) const;
+  Tensor final_norm(const ResidualStream& stream) const;
+  Tensor logits(const Tensor& hidden) const;
   const RopeTables* cached_rope_tables(int64_t seq_len, Device device) const;
 
   TransformerConfig config_;

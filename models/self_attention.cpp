@@ -17,20 +17,48 @@ SelfAttention::SelfAttention(const TransformerConfig& config, Generator& generat
                                                                   options));
 }
 
-Tensor SelfAttention::forward(const Tensor& x, const RopeTables* rope_tables) const {
+std::array<Tensor, 3> SelfAttention::project(const Tensor& x) const {
   int64_t b = x.size(0), t = x.size(1), per_group = heads_ / groups_;
   // [B, T, KV, H/KV + 2, D]: per group its query heads, its key and its value.
   Tensor qkv = qkv_->forward(x).view({b, t, groups_, per_group + 2, head_dim_});
   std::vector<Tensor> parts = split(qkv, {per_group, 1, 1}, 3);
-  Tensor q = parts[0].reshape({b, t, heads_, head_dim_});
-  Tensor k = parts[1].reshape({b, t, groups_, head_dim_});
-  Tensor v = parts[2].reshape({b, t, groups_, head_dim_});
-  if (rope_tables) {
-    q = rope(q, rope_tables->cos, rope_tables->sin);
-    k = rope(k, rope_tables->cos, rope_tables->sin);
+  return {parts[0].reshape({b, t, heads_, head_dim_}), parts[1].reshape({b, t, groups_, head_dim_}),
+          parts[2].reshape({b, t, groups_, head_dim_})};
+}
+
+Tensor SelfAttention::forward(const Tensor& x, const RopeTables* rope_tables, LayerCache cache) const {
+  int64_t b = x.size(0), t = x.size(1);
+  auto [q, k, v] = project(x);
+  Tensor attended;
+  if (cache.cache != nullptr) {
+    attended = attend_with_cache(q, k, v, rope_tables, cache);
+  } else {
+    if (rope_tables) {
+      q = rope(q, rope_tables->cos, rope_tables->sin);
+      k = rope(k, rope_tables->cos, rope_tables->sin);
+    }
+    attended = scaled_dot_product_attention(q, k, v, /*causal=*/true);
   }
-  Tensor attended = scaled_dot_product_attention(q, k, v, /*causal=*/true);
   return proj_->forward(attended.view({b, t, heads_ * head_dim_}));
+}
+
+Tensor SelfAttention::attend_with_cache(const Tensor& q, const Tensor& k, const Tensor& v,
+                                        const RopeTables* rope_tables, LayerCache cache) const {
+  const int64_t t = q.size(1);
+  std::vector<Tensor> rows;
+  for (int64_t row = 0; row < q.size(0); ++row) {
+    Tensor q_row = q.narrow(0, row, 1), k_row = k.narrow(0, row, 1);
+    if (rope_tables) {
+      // This row's tokens sit at positions length(row) .. length(row) + t - 1.
+      const int64_t start = cache.cache->length(row);
+      Tensor cos = rope_tables->cos.narrow(0, start, t), sin = rope_tables->sin.narrow(0, start, t);
+      q_row = rope(q_row, cos, sin);
+      k_row = rope(k_row, cos, sin);
+    }
+    auto [keys, values] = cache.cache->write(cache.layer, row, k_row, v.narrow(0, row, 1));
+    rows.push_back(scaled_dot_product_attention(q_row, keys, values, /*causal=*/true));
+  }
+  return cat(rows, 0);
 }
 
 }  // namespace tessera

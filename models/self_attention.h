@@ -5,10 +5,16 @@
 //       head. A tensor-parallel rank then owns whole groups.
 //   linear_proj.weight [C, H D] (+ .bias), initialised with the scaled residual std.
 // Activations are [B, T, C]; heads are [B, T, H, D] (what the attention kernel takes).
+// With a KV cache (inference), x holds the next T tokens of each cached row: their keys and
+// values join the row's cached ones and the queries attend to all of them (bottom-right
+// aligned, see core/backend.h), one row at a time since rows hold different lengths.
 #pragma once
+
+#include <array>
 
 #include "core/nn/layers.h"
 #include "core/nn/module.h"
+#include "models/kv_cache.h"
 #include "models/transformer_config.h"
 
 namespace tessera {
@@ -18,13 +24,26 @@ struct RopeTables {
   Tensor sin;
 };
 
+// One layer's slot in a KV cache; an empty one (cache == nullptr) means no cache (training).
+struct LayerCache {
+  KvCache* cache = nullptr;
+  int64_t layer = 0;
+};
+
 class SelfAttention : public Module {
  public:
   SelfAttention(const TransformerConfig& config, Generator& generator, ParamOptions options);
-  // rope: the tables for this sequence length, or empty for learned positions.
-  Tensor forward(const Tensor& x, const RopeTables* rope_tables) const;
+  // rope: the tables for this sequence length (with a cache: for its whole capacity, rows
+  // indexed by position), or empty for learned positions.
+  Tensor forward(const Tensor& x, const RopeTables* rope_tables, LayerCache cache = {}) const;
 
  private:
+  // q [B, T, H, D], k and v [B, T, KV, D] of x [B, T, C].
+  std::array<Tensor, 3> project(const Tensor& x) const;
+  // Each row's attention over its cached keys and values plus the new ones, [B, T, H, D].
+  Tensor attend_with_cache(const Tensor& q, const Tensor& k, const Tensor& v, const RopeTables* rope_tables,
+                           LayerCache cache) const;
+
   int64_t heads_, groups_, head_dim_;
   std::shared_ptr<Linear> qkv_;
   std::shared_ptr<Linear> proj_;

@@ -20,8 +20,10 @@ struct ResidualStream {
 class TransformerLayer : public Module {
  public:
   TransformerLayer(const TransformerConfig& config, Generator& init_generator, ParamOptions options);
-  // dropout_generator may be null when hidden_dropout is 0 or in eval mode.
-  ResidualStream forward(const ResidualStream& in, const RopeTables* rope_tables, Generator* dropout_generator) const;
+  // dropout_generator may be null when hidden_dropout is 0 or in eval mode. cache: this
+  // layer's slot in a KV cache when decoding (see SelfAttention), empty when training.
+  ResidualStream forward(const ResidualStream& in, const RopeTables* rope_tables, Generator* dropout_generator,
+                         LayerCache cache = {}) const;
 
  private:
   Tensor maybe_dropout(const Tensor& x, Generator* generator) const;

@@ -1,22 +1,34 @@
 // Fused (flash) scaled-dot-product attention through cuDNN 9's backend API: the operation
 // graphs below are the ones cuDNN's fused-attention engines recognise (the same decomposition
-// cudnn-frontend's SDPA nodes emit), never materialising the T x T scores.
+// cudnn-frontend's SDPA nodes emit), never materialising the Tq x Tk scores.
 //
-// Layout: our tensors are [B, T, heads, D] row-major; cuDNN sees them as [B, heads, T, D] with
-// strides [T*heads*D, D, heads*D, 1] (and K, V transposed to [B, KV, D, T] by swapping the
-// last two strides), so nothing is copied. Grouped-query heads broadcast in the matmuls
+// Layout: our tensors are [B, T, heads, D] row-major (T = Tq for Q, O and their gradients,
+// Tk for K, V and theirs); cuDNN sees them as [B, heads, T, D] with strides
+// [T*heads*D, D, heads*D, 1] (and K, V transposed to [B, KV, D, Tk] by swapping the last two
+// strides), so nothing is copied. Grouped-query heads broadcast in the matmuls
 // (query head h reads kv head h / (H / KV)); dK and dV of a kv head are summed over its query
 // heads by a reduction in the graph.
 //
-// Forward:  S = scale * Q K^T, causal: S = (row >= col) ? S : -inf, m = rowmax S,
-//           l = rowsum exp(S - m), Stats = m + log l, O = (exp(S - m) / l) V.
-// Stats is the natural-log logsumexp of the scaled scores, [B, H, T, 1] f32 packed: exactly
-// our lse [B, H, T], so it is written there directly and the backward reads it back.
+// Forward:  S = scale * Q K^T [B, H, Tq, Tk], causal: S = (row >= col) ? S : -inf,
+//           m = rowmax S, l = rowsum exp(S - m), Stats = m + log l, O = (exp(S - m) / l) V.
+// Stats is the natural-log logsumexp of the scaled scores, [B, H, Tq, 1] f32 packed: exactly
+// our lse [B, H, Tq], so it is written there directly and the backward reads it back.
 // Backward: delta = rowsum(dO * O) (to workspace), P = exp(scale Q K^T - lse) (masked),
 //           dV = P^T dO, dS = P * (dO V^T - delta) * scale, dK = dS^T Q, dQ = dS K (dQ is
 //           accumulated in f32 in workspace, then converted).
 //
-// Plans are finalized once per (B, H, KV, T, D, causal, dtype, direction) and cached;
+// Fewer queries than keys (decoding with a KV cache; the queries are the last Tq positions,
+// see core/backend.h): causal attention with one query sees every key, so it runs the
+// non-causal graph; causal with 1 < Tq < Tk (a chunk appended to a cache) is refused. Its
+// bottom-right mask (row + Tk - Tq >= col, the shift an f32 constant added to the int32 row
+// index) built and ran on cuDNN 9 / H100 but was wrong for Tq = 7 (right for Tq = 1), as if
+// the engine read the int32 index as float bits (subtracting the shift from the column index
+// instead was wrong even for Tq = 1); cudnn-frontend builds that mask with int32
+// pass-by-value scalars, which OperationGraph does not offer yet.
+//
+// Plans are finalized once per (B, H, KV, Tq, Tk, D, causal, dtype, direction) and cached (a
+// decode loop whose key count grows by one per step builds one plan per length, ~50 ms each
+// on an H100);
 // workspace comes from the device's caching allocator. bf16 and f16 only (cuDNN's fused engines
 // compute in bf16/f16 tensor cores; f32 inputs throw), head dims that are multiples of 8 up to
 // 256 (the range tested against the CPU reference).
@@ -50,17 +62,17 @@ using cudnn::TensorId;
 enum : TensorId { kQ = 1, kK, kV, kO, kStats, kScale, kDO, kDQ, kDK, kDV, kDelta, kDQAccum };
 
 struct Dims {
-  int64_t B, T, H, KV, D;
+  int64_t B, Tq, Tk, H, KV, D;
 };
 
 cudnnDataType_t cudnn_type(DType dtype) { return dtype == DType::BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF; }
 
 // [B, T, heads, D] storage seen as [B, heads, T, D] ...
-Shape bhtd_strides(const Dims& d, int64_t heads) { return {d.T * heads * d.D, d.D, heads * d.D, 1}; }
+Shape bhtd_strides(int64_t T, int64_t heads, int64_t D) { return {T * heads * D, D, heads * D, 1}; }
 // ... and as its transpose [B, heads, D, T].
-Shape bhdt_strides(const Dims& d, int64_t heads) { return {d.T * heads * d.D, d.D, 1, heads * d.D}; }
+Shape bhdt_strides(int64_t T, int64_t heads, int64_t D) { return {T * heads * D, D, 1, heads * D}; }
 
-// y = (row >= col) ? x : -inf over the last two dims of x.
+// y = (row >= col) ? x : -inf over the last two dims of x [B, H, T, T] (causal with Tq == Tk).
 TensorId causal_mask(OperationGraph& g, TensorId x) {
   const Shape dims = g.dims(x);
   TensorId row = g.virtual_tensor(CUDNN_DATA_INT32, dims);
@@ -99,15 +111,15 @@ TensorId binary(OperationGraph& g, cudnnPointwiseMode_t mode, TensorId x, Tensor
 std::unique_ptr<OperationGraph> forward_graph(const Dims& d, bool causal, cudnnDataType_t io) {
   auto graph = std::make_unique<OperationGraph>();
   OperationGraph& g = *graph;
-  const auto [B, T, H, KV, D] = d;
-  g.tensor(kQ, io, {B, H, T, D}, bhtd_strides(d, H));
-  g.tensor(kK, io, {B, KV, D, T}, bhdt_strides(d, KV));
-  g.tensor(kV, io, {B, KV, T, D}, bhtd_strides(d, KV));
-  g.tensor(kO, io, {B, H, T, D}, bhtd_strides(d, H));
-  g.tensor(kStats, CUDNN_DATA_FLOAT, {B, H, T, 1}, {H * T, T, 1, 1});
+  const auto [B, Tq, Tk, H, KV, D] = d;
+  g.tensor(kQ, io, {B, H, Tq, D}, bhtd_strides(Tq, H, D));
+  g.tensor(kK, io, {B, KV, D, Tk}, bhdt_strides(Tk, KV, D));
+  g.tensor(kV, io, {B, KV, Tk, D}, bhtd_strides(Tk, KV, D));
+  g.tensor(kO, io, {B, H, Tq, D}, bhtd_strides(Tq, H, D));
+  g.tensor(kStats, CUDNN_DATA_FLOAT, {B, H, Tq, 1}, {H * Tq, Tq, 1, 1});
   g.runtime_scalar(kScale);
 
-  TensorId s = g.virtual_tensor(CUDNN_DATA_FLOAT, {B, H, T, T});
+  TensorId s = g.virtual_tensor(CUDNN_DATA_FLOAT, {B, H, Tq, Tk});
   g.matmul(kQ, kK, s);
   s = binary(g, CUDNN_POINTWISE_MUL, s, kScale);
   if (causal) s = causal_mask(g, s);
@@ -115,7 +127,7 @@ std::unique_ptr<OperationGraph> forward_graph(const Dims& d, bool causal, cudnnD
   TensorId e = unary(g, CUDNN_POINTWISE_EXP, binary(g, CUDNN_POINTWISE_SUB, s, max));
   TensorId sum = row_reduce(g, CUDNN_REDUCE_TENSOR_ADD, e);
   g.pointwise(CUDNN_POINTWISE_ADD, max, kStats, unary(g, CUDNN_POINTWISE_LOG, sum));
-  TensorId p = g.virtual_tensor(io, {B, H, T, T});  // the second matmul reads P in the io type
+  TensorId p = g.virtual_tensor(io, {B, H, Tq, Tk});  // the second matmul reads P in the io type
   g.pointwise(CUDNN_POINTWISE_DIV, e, p, sum);
   g.matmul(p, kV, kO);
   return graph;
@@ -127,7 +139,7 @@ void matmul_sum_heads(OperationGraph& g, const Dims& d, cudnnDataType_t io, Tens
     g.matmul(a, b, out);
     return;
   }
-  TensorId full = g.virtual_tensor(io, {d.B, d.H, d.T, d.D});
+  TensorId full = g.virtual_tensor(io, {d.B, d.H, d.Tk, d.D});
   g.matmul(a, b, full);
   g.reduction(CUDNN_REDUCE_TENSOR_ADD, full, out);
 }
@@ -135,49 +147,49 @@ void matmul_sum_heads(OperationGraph& g, const Dims& d, cudnnDataType_t io, Tens
 std::unique_ptr<OperationGraph> backward_graph(const Dims& d, bool causal, cudnnDataType_t io) {
   auto graph = std::make_unique<OperationGraph>();
   OperationGraph& g = *graph;
-  const auto [B, T, H, KV, D] = d;
-  g.tensor(kQ, io, {B, H, T, D}, bhtd_strides(d, H));
-  g.tensor(kK, io, {B, KV, D, T}, bhdt_strides(d, KV));
-  g.tensor(kV, io, {B, KV, D, T}, bhdt_strides(d, KV));
-  g.tensor(kO, io, {B, H, T, D}, bhtd_strides(d, H));
-  g.tensor(kDO, io, {B, H, T, D}, bhtd_strides(d, H));
-  g.tensor(kStats, CUDNN_DATA_FLOAT, {B, H, T, 1}, {H * T, T, 1, 1});
+  const auto [B, Tq, Tk, H, KV, D] = d;
+  g.tensor(kQ, io, {B, H, Tq, D}, bhtd_strides(Tq, H, D));
+  g.tensor(kK, io, {B, KV, D, Tk}, bhdt_strides(Tk, KV, D));
+  g.tensor(kV, io, {B, KV, D, Tk}, bhdt_strides(Tk, KV, D));
+  g.tensor(kO, io, {B, H, Tq, D}, bhtd_strides(Tq, H, D));
+  g.tensor(kDO, io, {B, H, Tq, D}, bhtd_strides(Tq, H, D));
+  g.tensor(kStats, CUDNN_DATA_FLOAT, {B, H, Tq, 1}, {H * Tq, Tq, 1, 1});
   g.runtime_scalar(kScale);
-  g.tensor(kDQ, io, {B, H, T, D}, bhtd_strides(d, H));
-  g.tensor(kDK, io, {B, KV, T, D}, bhtd_strides(d, KV));
-  g.tensor(kDV, io, {B, KV, T, D}, bhtd_strides(d, KV));
-  g.tensor(kDelta, CUDNN_DATA_FLOAT, {B, H, T, 1}, {H * T, T, 1, 1});            // workspace
-  g.tensor(kDQAccum, CUDNN_DATA_FLOAT, {B, H, T, D}, {H * T * D, T * D, D, 1});  // workspace
+  g.tensor(kDQ, io, {B, H, Tq, D}, bhtd_strides(Tq, H, D));
+  g.tensor(kDK, io, {B, KV, Tk, D}, bhtd_strides(Tk, KV, D));
+  g.tensor(kDV, io, {B, KV, Tk, D}, bhtd_strides(Tk, KV, D));
+  g.tensor(kDelta, CUDNN_DATA_FLOAT, {B, H, Tq, 1}, {H * Tq, Tq, 1, 1});            // workspace
+  g.tensor(kDQAccum, CUDNN_DATA_FLOAT, {B, H, Tq, D}, {H * Tq * D, Tq * D, D, 1});  // workspace
 
   // delta = rowsum(dO * O)
   TensorId delta = row_reduce(g, CUDNN_REDUCE_TENSOR_ADD, binary(g, CUDNN_POINTWISE_MUL, kDO, kO));
   g.pointwise(CUDNN_POINTWISE_MUL, delta, kDelta, g.constant(1.0f));
 
   // P = exp(scale Q K^T - lse), masked
-  TensorId s = g.virtual_tensor(CUDNN_DATA_FLOAT, {B, H, T, T});
+  TensorId s = g.virtual_tensor(CUDNN_DATA_FLOAT, {B, H, Tq, Tk});
   g.matmul(kQ, kK, s);
   s = binary(g, CUDNN_POINTWISE_SUB, binary(g, CUDNN_POINTWISE_MUL, s, kScale), kStats);
   if (causal) s = causal_mask(g, s);
   TensorId p = unary(g, CUDNN_POINTWISE_EXP, s);
 
   // dV = P^T dO
-  TensorId p_t = g.virtual_tensor(io, {B, H, T, T}, {H * T * T, T * T, 1, T});
+  TensorId p_t = g.virtual_tensor(io, {B, H, Tk, Tq}, {H * Tq * Tk, Tq * Tk, 1, Tk});
   g.reshape(p, p_t);
   matmul_sum_heads(g, d, io, p_t, kDO, kDV);
 
   // dS = P * (dO V^T - delta) * scale
-  TensorId dp = g.virtual_tensor(CUDNN_DATA_FLOAT, {B, H, T, T});
+  TensorId dp = g.virtual_tensor(CUDNN_DATA_FLOAT, {B, H, Tq, Tk});
   g.matmul(kDO, kV, dp);
   TensorId ds = binary(g, CUDNN_POINTWISE_MUL, binary(g, CUDNN_POINTWISE_SUB, dp, kDelta), p);
   ds = binary(g, CUDNN_POINTWISE_MUL, ds, kScale);
 
   // dK = dS^T Q
-  TensorId ds_t = g.virtual_tensor(io, {B, H, T, T}, {H * T * T, T * T, 1, T});
+  TensorId ds_t = g.virtual_tensor(io, {B, H, Tk, Tq}, {H * Tq * Tk, Tq * Tk, 1, Tk});
   g.reshape(ds, ds_t);
   matmul_sum_heads(g, d, io, ds_t, kQ, kDK);
 
   // dQ = dS K, accumulated in f32
-  TensorId k = g.virtual_tensor(CUDNN_DATA_FLOAT, {B, KV, T, D}, bhtd_strides(d, KV));
+  TensorId k = g.virtual_tensor(CUDNN_DATA_FLOAT, {B, KV, Tk, D}, bhtd_strides(Tk, KV, D));
   g.reshape(kK, k);
   g.matmul(ds, k, kDQAccum);
   g.pointwise(CUDNN_POINTWISE_IDENTITY, kDQAccum, kDQ);
@@ -197,30 +209,42 @@ void check_arg(const char* kernel, const char* name, const Tensor& t, int device
 Dims attention_dims(const char* kernel, const Tensor& q, const Tensor& k, int device) {
   cuda::check_on_device(kernel, "q", q, device);
   cuda::check_on_device(kernel, "k", k, device);
-  TS_CHECK(q.dim() == 4, kernel, ": expected q [B, T, H, D], got ", q.shape());
-  TS_CHECK(k.dim() == 4, kernel, ": expected k [B, T, KV, D], got ", k.shape());
-  Dims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
+  TS_CHECK(q.dim() == 4, kernel, ": expected q [B, Tq, H, D], got ", q.shape());
+  TS_CHECK(k.dim() == 4, kernel, ": expected k [B, Tk, KV, D], got ", k.shape());
+  Dims d{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3)};
   TS_CHECK(d.KV > 0 && d.H % d.KV == 0, kernel, ": query heads H = ", d.H,
            " must be a multiple of kv heads KV = ", d.KV, " (q ", q.shape(), ", k ", k.shape(), ")");
+  TS_CHECK(d.Tq <= d.Tk, kernel, ": q ", q.shape(), " has more positions (Tq = ", d.Tq, ") than k ", k.shape(),
+           " (Tk = ", d.Tk, "); the queries are the last Tq of the Tk positions");
   TS_CHECK(q.dtype() == DType::BF16 || q.dtype() == DType::F16, kernel, ": cuDNN fused attention needs bf16 or f16 ",
            "inputs, got ", dtype_name(q.dtype()), " q ", q.shape(), " (cast to bf16 for attention on the GPU)");
   TS_CHECK(d.D % 8 == 0 && d.D <= 256, kernel, ": cuDNN fused attention runs head dims D that are multiples of 8 ",
            "up to 256 (verified against the CPU reference), got D = ", d.D, " (q ", q.shape(), ")");
-  TS_CHECK(d.B > 0 && d.T > 0, kernel, ": empty attention, q ", q.shape());
+  TS_CHECK(d.B > 0 && d.Tq > 0, kernel, ": empty attention, q ", q.shape());
   return d;
 }
 
+// Whether the graph masks: causal attention with one query sees every key (it sits at the
+// last position), so only Tq == Tk > 1 needs the mask.
+bool needs_causal_mask(const char* kernel, const Dims& d, bool causal) {
+  TS_CHECK(!causal || d.Tq == 1 || d.Tq == d.Tk, kernel, ": causal attention with 1 < Tq < Tk (Tq = ", d.Tq,
+           ", Tk = ", d.Tk,
+           ": a chunk of queries after cached keys) is not supported by the cuDNN path; feed "
+           "one query at a time (Tq = 1) or the whole sequence (Tq = Tk), or run it on the CPU");
+  return causal && d.Tq > 1;
+}
+
 std::string describe(const char* kernel, const Dims& d, bool causal, DType dtype) {
-  return detail::concat(kernel, " (cuDNN fused attention, B=", d.B, " T=", d.T, " H=", d.H, " KV=", d.KV, " D=", d.D,
-                        causal ? " causal " : " non-causal ", dtype_name(dtype), ")");
+  return detail::concat(kernel, " (cuDNN fused attention, B=", d.B, " Tq=", d.Tq, " Tk=", d.Tk, " H=", d.H,
+                        " KV=", d.KV, " D=", d.D, causal ? " causal " : " non-causal ", dtype_name(dtype), ")");
 }
 
 size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 }  // namespace
 
-// (B, T, H, KV, D, causal, dtype, backward) -> finalized plan.
-using PlanKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, bool, DType, bool>;
+// (B, Tq, Tk, H, KV, D, causal, dtype, backward) -> finalized plan.
+using PlanKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, DType, bool>;
 
 struct CudnnAttention::State {
   int device;
@@ -246,7 +270,7 @@ struct CudnnAttention::State {
   }
 
   const OperationGraph& plan(const char* kernel, const Dims& d, bool causal, DType dtype, bool backward) {
-    PlanKey key{d.B, d.T, d.H, d.KV, d.D, causal, dtype, backward};
+    PlanKey key{d.B, d.Tq, d.Tk, d.H, d.KV, d.D, causal, dtype, backward};
     auto it = plans.find(key);
     if (it != plans.end()) return *it->second;
     CudaDeviceGuard guard(device);
@@ -275,13 +299,14 @@ void CudnnAttention::forward(const Tensor& q, const Tensor& k, const Tensor& v, 
   constexpr const char* kernel = "attention";
   const int device = state_->device;
   const Dims d = attention_dims(kernel, q, k, device);
-  check_arg(kernel, "q", q, device, q.dtype(), {d.B, d.T, d.H, d.D});
-  check_arg(kernel, "k", k, device, q.dtype(), {d.B, d.T, d.KV, d.D});
-  check_arg(kernel, "v", v, device, q.dtype(), {d.B, d.T, d.KV, d.D});
-  check_arg(kernel, "out", out, device, q.dtype(), {d.B, d.T, d.H, d.D});
-  check_arg(kernel, "lse", lse, device, DType::F32, {d.B, d.H, d.T});
+  check_arg(kernel, "q", q, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
+  check_arg(kernel, "k", k, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  check_arg(kernel, "v", v, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  check_arg(kernel, "out", out, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
+  check_arg(kernel, "lse", lse, device, DType::F32, {d.B, d.H, d.Tq});
 
-  const OperationGraph& plan = state_->plan(kernel, d, causal, q.dtype(), /*backward=*/false);
+  const bool masked = needs_causal_mask(kernel, d, causal);
+  const OperationGraph& plan = state_->plan(kernel, d, masked, q.dtype(), /*backward=*/false);
   Tensor workspace =
       plan.workspace_size() > 0 ? state_->workspace(static_cast<size_t>(plan.workspace_size())) : Tensor();
   float scale_value = static_cast<float>(scale);
@@ -302,21 +327,22 @@ void CudnnAttention::backward(const Tensor& q, const Tensor& k, const Tensor& v,
   constexpr const char* kernel = "attention_backward";
   const int device = state_->device;
   const Dims d = attention_dims(kernel, q, k, device);
-  check_arg(kernel, "q", q, device, q.dtype(), {d.B, d.T, d.H, d.D});
-  check_arg(kernel, "k", k, device, q.dtype(), {d.B, d.T, d.KV, d.D});
-  check_arg(kernel, "v", v, device, q.dtype(), {d.B, d.T, d.KV, d.D});
-  check_arg(kernel, "out", out, device, q.dtype(), {d.B, d.T, d.H, d.D});
-  check_arg(kernel, "lse", lse, device, DType::F32, {d.B, d.H, d.T});
-  check_arg(kernel, "dL_dout", dL_dout, device, q.dtype(), {d.B, d.T, d.H, d.D});
-  check_arg(kernel, "dL_dq", dL_dq, device, q.dtype(), {d.B, d.T, d.H, d.D});
-  check_arg(kernel, "dL_dk", dL_dk, device, q.dtype(), {d.B, d.T, d.KV, d.D});
-  check_arg(kernel, "dL_dv", dL_dv, device, q.dtype(), {d.B, d.T, d.KV, d.D});
+  check_arg(kernel, "q", q, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
+  check_arg(kernel, "k", k, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  check_arg(kernel, "v", v, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  check_arg(kernel, "out", out, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
+  check_arg(kernel, "lse", lse, device, DType::F32, {d.B, d.H, d.Tq});
+  check_arg(kernel, "dL_dout", dL_dout, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
+  check_arg(kernel, "dL_dq", dL_dq, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
+  check_arg(kernel, "dL_dk", dL_dk, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  check_arg(kernel, "dL_dv", dL_dv, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
 
-  const OperationGraph& plan = state_->plan(kernel, d, causal, q.dtype(), /*backward=*/true);
-  // One buffer: [cuDNN's workspace | delta f32 [B, H, T] | dQ accumulator f32 [B, H, T, D]].
+  const bool masked = needs_causal_mask(kernel, d, causal);
+  const OperationGraph& plan = state_->plan(kernel, d, masked, q.dtype(), /*backward=*/true);
+  // One buffer: [cuDNN's workspace | delta f32 [B, H, Tq] | dQ accumulator f32 [B, H, Tq, D]].
   const size_t plan_bytes = align256(static_cast<size_t>(plan.workspace_size()));
-  const size_t delta_bytes = align256(static_cast<size_t>(d.B * d.H * d.T) * sizeof(float));
-  const size_t accum_bytes = static_cast<size_t>(d.B * d.H * d.T * d.D) * sizeof(float);
+  const size_t delta_bytes = align256(static_cast<size_t>(d.B * d.H * d.Tq) * sizeof(float));
+  const size_t accum_bytes = static_cast<size_t>(d.B * d.H * d.Tq * d.D) * sizeof(float);
   Tensor workspace = state_->workspace(plan_bytes + delta_bytes + accum_bytes);
   char* base = static_cast<char*>(workspace.data_ptr());
   float scale_value = static_cast<float>(scale);

@@ -245,11 +245,13 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   check_floating(op, q);
   check_same_dtype_device(op, q, k);
   check_same_dtype_device(op, q, v);
-  check_dim(op, q, 4, "q [B, T, H, D]");
-  check_dim(op, k, 4, "k [B, T, KV, D]");
+  check_dim(op, q, 4, "q [B, Tq, H, D]");
+  check_dim(op, k, 4, "k [B, Tk, KV, D]");
   TS_CHECK(k.shape() == v.shape(), op, ": k ", k.shape(), " and v ", v.shape(), " must have the same shape");
-  TS_CHECK(q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3), op, ": q ", q.shape(),
-           " and k ", k.shape(), " must agree on B, T and D");
+  TS_CHECK(q.size(0) == k.size(0) && q.size(3) == k.size(3), op, ": q ", q.shape(), " and k ", k.shape(),
+           " must agree on B and D");
+  TS_CHECK(q.size(1) <= k.size(1), op, ": q ", q.shape(), " has more positions than k ", k.shape(),
+           "; the queries are the last Tq of the Tk key positions (Tq <= Tk)");
   TS_CHECK(k.size(2) > 0 && q.size(2) % k.size(2) == 0, op, ": query heads H=", q.size(2),
            " must be a multiple of key/value heads KV=", k.size(2));
   if (scale <= 0.0) scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));

@@ -44,8 +44,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
 // Draws one Philox stream from `generator`; identity when !training or p == 0.
 Tensor dropout(const Tensor& x, double p, Generator& generator, bool training = true);
 
-// q [B, T, H, D], k and v [B, T, KV, D] with H % KV == 0 (grouped-query attention).
-// scale <= 0 means 1/sqrt(D). Never differentiates through a T x T matrix it keeps.
+// q [B, Tq, H, D], k and v [B, Tk, KV, D] with H % KV == 0 (grouped-query attention) and
+// Tq <= Tk: the queries are the last Tq of the Tk positions (query i sits at position
+// i + Tk - Tq; causal lets it see keys 0..i + Tk - Tq), which is decoding with a KV cache;
+// Tq == Tk is ordinary self-attention. scale <= 0 means 1/sqrt(D). Never differentiates
+// through a Tq x Tk matrix it keeps.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     bool causal = true, double scale = 0.0);
 
@@ -61,7 +64,9 @@ struct RopeScaling {
 std::pair<Tensor, Tensor> rope_tables(int64_t seq_len, int64_t head_dim, double theta,
                                       const RopeScaling& scaling = {}, DType dtype = DType::F32,
                                       Device device = Device::cpu());
-// x [B, T, H, D]; rotates pairs (i, i + D/2) by position * frequency.
+// x [B, T, H, D]; rotates pairs (i, i + D/2) by position * frequency, with cos/sin [T, D/2]
+// holding the angles of x's positions: for positions p..p+T-1 (decoding after p cached
+// tokens) pass rows [p, p + T) of longer tables, cos.narrow(0, p, T).
 Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin);
 
 }  // namespace tessera

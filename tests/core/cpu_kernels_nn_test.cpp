@@ -358,13 +358,18 @@ TEST_F(CpuKernelsNn, CrossEntropyRejectsTargetOutsideVocabulary) {
 // ---------------------------------------------------------------- attention
 
 struct AttentionCase {
-  int64_t B, T, H, KV, D;
+  int64_t B, T, H, KV, D;  // T: query positions
   bool causal;
+  int64_t Tk = 0;  // key positions (0: T); the queries are the last T of them
+
+  int64_t keys() const { return Tk > 0 ? Tk : T; }
+  Shape q_shape() const { return {B, T, H, D}; }
+  Shape kv_shape() const { return {B, keys(), KV, D}; }
 };
 
 void PrintTo(const AttentionCase& a, std::ostream* os) {
-  *os << "B=" << a.B << " T=" << a.T << " H=" << a.H << " KV=" << a.KV << " D=" << a.D
-      << (a.causal ? " causal" : " full");
+  *os << "B=" << a.B << " Tq=" << a.T << " Tk=" << a.keys() << " H=" << a.H << " KV=" << a.KV
+      << " D=" << a.D << (a.causal ? " causal" : " full");
 }
 
 struct AttentionOut {
@@ -381,11 +386,12 @@ AttentionOut run_attention(Backend& backend, const AttentionCase& a, const Tenso
   return o;
 }
 
-// The definition: kv heads repeated to H heads, the full T x T score matrix per (b, h) with
-// -inf above the diagonal when causal, softmax without max subtraction, out = P V.
+// The definition: kv heads repeated to H heads, the full T x Tk score matrix per (b, h) with
+// -inf where key j lies after query i's position i + Tk - T when causal, softmax without max
+// subtraction, out = P V.
 void naive_attention(const AttentionCase& a, const Vec& q, const Vec& k, const Vec& v, Vec* out,
                      Vec* lse) {
-  const auto [B, T, H, KV, D, causal] = a;
+  const int64_t B = a.B, T = a.T, Tk = a.keys(), H = a.H, KV = a.KV, D = a.D;
   const double scale = attention_scale(a);
   out->assign(B * T * H * D, 0.0);
   lse->assign(B * H * T, 0.0);
@@ -393,23 +399,24 @@ void naive_attention(const AttentionCase& a, const Vec& q, const Vec& k, const V
     for (int64_t h = 0; h < H; ++h) {
       const int64_t g = h * KV / H;  // kv head of query head h
       auto q_at = [&](int64_t t, int64_t d) { return q[((b * T + t) * H + h) * D + d]; };
-      auto k_at = [&](int64_t t, int64_t d) { return k[((b * T + t) * KV + g) * D + d]; };
-      auto v_at = [&](int64_t t, int64_t d) { return v[((b * T + t) * KV + g) * D + d]; };
-      std::vector<Vec> scores(T, Vec(T));
+      auto k_at = [&](int64_t t, int64_t d) { return k[((b * Tk + t) * KV + g) * D + d]; };
+      auto v_at = [&](int64_t t, int64_t d) { return v[((b * Tk + t) * KV + g) * D + d]; };
+      std::vector<Vec> scores(T, Vec(Tk));
       for (int64_t i = 0; i < T; ++i) {
-        for (int64_t j = 0; j < T; ++j) {
+        const int64_t position = i + Tk - T;
+        for (int64_t j = 0; j < Tk; ++j) {
           double s = 0;
           for (int64_t d = 0; d < D; ++d) s += q_at(i, d) * k_at(j, d);
-          scores[i][j] = causal && j > i ? -std::numeric_limits<double>::infinity() : scale * s;
+          scores[i][j] = a.causal && j > position ? -std::numeric_limits<double>::infinity() : scale * s;
         }
       }
       for (int64_t i = 0; i < T; ++i) {
         double z = 0;
-        for (int64_t j = 0; j < T; ++j) z += std::exp(scores[i][j]);
+        for (int64_t j = 0; j < Tk; ++j) z += std::exp(scores[i][j]);
         (*lse)[(b * H + h) * T + i] = std::log(z);
         for (int64_t d = 0; d < D; ++d) {
           double o = 0;
-          for (int64_t j = 0; j < T; ++j) o += std::exp(scores[i][j]) / z * v_at(j, d);
+          for (int64_t j = 0; j < Tk; ++j) o += std::exp(scores[i][j]) / z * v_at(j, d);
           (*out)[((b * T + i) * H + h) * D + d] = o;
         }
       }
@@ -422,22 +429,21 @@ class CpuKernelsNnAttention : public CpuKernelsNn,
 
 TEST_P(CpuKernelsNnAttention, ForwardMatchesNaive) {
   const AttentionCase a = GetParam();
-  const Vec q = random_vec(a.B * a.T * a.H * a.D, 25), k = random_vec(a.B * a.T * a.KV * a.D, 26),
-            v = random_vec(a.B * a.T * a.KV * a.D, 27);
+  const Vec q = random_vec(shape_numel(a.q_shape()), 25), k = random_vec(shape_numel(a.kv_shape()), 26),
+            v = random_vec(shape_numel(a.kv_shape()), 27);
   Vec want_out, want_lse;
   naive_attention(a, q, k, v, &want_out, &want_lse);
-  const AttentionOut o = run_attention(backend_, a, tensor(q, {a.B, a.T, a.H, a.D}),
-                                       tensor(k, {a.B, a.T, a.KV, a.D}),
-                                       tensor(v, {a.B, a.T, a.KV, a.D}));
+  const AttentionOut o = run_attention(backend_, a, tensor(q, a.q_shape()), tensor(k, a.kv_shape()),
+                                       tensor(v, a.kv_shape()));
   expect_close("attention out", values(o.out), want_out, 1e-12);
   expect_close("attention lse", values(o.lse), want_lse, 1e-12);
 }
 
 TEST_P(CpuKernelsNnAttention, BackwardMatchesFiniteDifferences) {
   const AttentionCase a = GetParam();
-  const Shape q_shape = {a.B, a.T, a.H, a.D}, kv_shape = {a.B, a.T, a.KV, a.D};
-  const Vec q = random_vec(a.B * a.T * a.H * a.D, 28), k = random_vec(a.B * a.T * a.KV * a.D, 29),
-            v = random_vec(a.B * a.T * a.KV * a.D, 30), g = random_vec(q.size(), 31);
+  const Shape q_shape = a.q_shape(), kv_shape = a.kv_shape();
+  const Vec q = random_vec(shape_numel(q_shape), 28), k = random_vec(shape_numel(kv_shape), 29),
+            v = random_vec(shape_numel(kv_shape), 30), g = random_vec(q.size(), 31);
   auto forward = [&](const Vec& qv, const Vec& kv, const Vec& vv) {
     return values(run_attention(backend_, a, tensor(qv, q_shape), tensor(kv, kv_shape),
                                 tensor(vv, kv_shape)).out);
@@ -458,10 +464,10 @@ TEST_P(CpuKernelsNnAttention, BackwardMatchesFiniteDifferences) {
 
 TEST_P(CpuKernelsNnAttention, Bf16MatchesF64) {
   const AttentionCase a = GetParam();
-  const Shape q_shape = {a.B, a.T, a.H, a.D}, kv_shape = {a.B, a.T, a.KV, a.D};
-  const Vec q = round_to_bf16(random_vec(a.B * a.T * a.H * a.D, 32, -2.0, 2.0));
-  const Vec k = round_to_bf16(random_vec(a.B * a.T * a.KV * a.D, 33, -2.0, 2.0));
-  const Vec v = round_to_bf16(random_vec(a.B * a.T * a.KV * a.D, 34));
+  const Shape q_shape = a.q_shape(), kv_shape = a.kv_shape();
+  const Vec q = round_to_bf16(random_vec(shape_numel(q_shape), 32, -2.0, 2.0));
+  const Vec k = round_to_bf16(random_vec(shape_numel(kv_shape), 33, -2.0, 2.0));
+  const Vec v = round_to_bf16(random_vec(shape_numel(kv_shape), 34));
   const AttentionOut want = run_attention(backend_, a, tensor(q, q_shape), tensor(k, kv_shape),
                                           tensor(v, kv_shape));
   const AttentionOut got =
@@ -473,16 +479,29 @@ TEST_P(CpuKernelsNnAttention, Bf16MatchesF64) {
 }
 
 // Grouped-query (H = 4, KV = 2) is the case of interest; multi-head and multi-query bracket it.
+// Fewer queries than keys (Tq < Tk) is decoding after cached tokens: one query (a decode step)
+// and several (a chunk appended to a cache).
 INSTANTIATE_TEST_SUITE_P(Heads, CpuKernelsNnAttention,
                          ::testing::Values(AttentionCase{2, 5, 4, 2, 6, false},
                                            AttentionCase{2, 5, 4, 2, 6, true},
                                            AttentionCase{1, 4, 2, 2, 4, true},
-                                           AttentionCase{1, 4, 4, 1, 4, false}),
+                                           AttentionCase{1, 4, 4, 1, 4, false},
+                                           AttentionCase{2, 1, 4, 2, 6, true, 5},
+                                           AttentionCase{2, 3, 4, 2, 6, true, 7},
+                                           AttentionCase{1, 3, 4, 4, 4, false, 6}),
                          [](const ::testing::TestParamInfo<AttentionCase>& info) {
                            const AttentionCase& a = info.param;
                            return "H" + std::to_string(a.H) + "_KV" + std::to_string(a.KV) +
-                                  (a.causal ? "_causal" : "_full");
+                                  (a.causal ? "_causal" : "_full") +
+                                  (a.keys() != a.T ? "_Tq" + std::to_string(a.T) + "_Tk" + std::to_string(a.keys())
+                                                   : "");
                          });
+
+TEST_F(CpuKernelsNn, AttentionRejectsMoreQueriesThanKeys) {
+  const AttentionCase a{1, 4, 2, 2, 4, true, 3};
+  const Tensor q = Tensor::zeros(a.q_shape(), DType::F64), kv = Tensor::zeros(a.kv_shape(), DType::F64);
+  EXPECT_THROW(run_attention(backend_, a, q, kv, kv), Error);
+}
 
 TEST_F(CpuKernelsNn, AttentionRejectsHeadsNotDivisibleByKvHeads) {
   const AttentionCase a{1, 3, 3, 2, 4, false};

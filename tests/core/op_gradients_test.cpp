@@ -112,9 +112,16 @@ std::vector<OpCase> op_cases() {
        [](V x) { return scaled_dot_product_attention(x[0], x[1], x[2], true); }},
       {"attention_full_mha", {{{1, 3, 2, 4}}, {{1, 3, 2, 4}}, {{1, 3, 2, 4}}},
        [](V x) { return scaled_dot_product_attention(x[0], x[1], x[2], false, 0.7); }},
+      // Fewer queries than keys: the last 2 of 5 positions (decoding after 3 cached tokens).
+      {"attention_causal_gqa_fewer_queries", {{{2, 2, 4, 3}}, {{2, 5, 2, 3}}, {{2, 5, 2, 3}}},
+       [](V x) { return scaled_dot_product_attention(x[0], x[1], x[2], true); }},
       {"rope", {{{2, 3, 2, 4}}}, [](V x) {
          auto [cos, sin] = rope_tables(3, 4, 10000.0, {}, DType::F64);
          return rope(x[0], cos, sin);
+       }},
+      {"rope_from_position_4", {{{2, 3, 2, 4}}}, [](V x) {
+         auto [cos, sin] = rope_tables(7, 4, 10000.0, {}, DType::F64);
+         return rope(x[0], cos.narrow(0, 4, 3), sin.narrow(0, 4, 3));
        }},
       {"rope_llama3_scaling", {{{1, 5, 1, 8}}}, [](V x) {
          auto [cos, sin] = rope_tables(5, 8, 500000.0, {.factor = 8.0, .original_max_position = 16}, DType::F64);

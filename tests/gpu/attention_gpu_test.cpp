@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -27,13 +28,15 @@ const Device kGpu = Device::cuda(0);
 const Device kCpu = Device::cpu();
 
 struct Case {
-  int64_t B, T, H, KV, D;
+  int64_t B, T, H, KV, D;  // T: query positions
   bool causal;
   DType dtype = DType::BF16;
+  int64_t Tk = 0;  // key positions (0: T); the queries are the last T of them
 
+  int64_t keys() const { return Tk > 0 ? Tk : T; }
   std::string name() const {
-    return detail::concat("B=", B, " T=", T, " H=", H, " KV=", KV, " D=", D, causal ? " causal " : " full ",
-                          dtype_name(dtype));
+    return detail::concat("B=", B, " T=", T, " Tk=", keys(), " H=", H, " KV=", KV, " D=", D,
+                          causal ? " causal " : " full ", dtype_name(dtype));
   }
 };
 
@@ -55,8 +58,8 @@ Run run_on_gpu(const Case& c, uint64_t seed) {
   r.c = c;
   r.scale = 1.0 / std::sqrt(static_cast<double>(c.D));
   r.q = host_randn({c.B, c.T, c.H, c.D}, g, c.dtype);
-  r.k = host_randn({c.B, c.T, c.KV, c.D}, g, c.dtype);
-  r.v = host_randn({c.B, c.T, c.KV, c.D}, g, c.dtype);
+  r.k = host_randn({c.B, c.keys(), c.KV, c.D}, g, c.dtype);
+  r.v = host_randn({c.B, c.keys(), c.KV, c.D}, g, c.dtype);
   r.dout = host_randn({c.B, c.T, c.H, c.D}, g, c.dtype);
   Tensor q = r.q.to(kGpu), k = r.k.to(kGpu), v = r.v.to(kGpu), dout = r.dout.to(kGpu);
   Tensor out = testing::poisoned({c.B, c.T, c.H, c.D}, c.dtype, kGpu);
@@ -102,8 +105,8 @@ struct MaxErrors {
   }
 };
 
-// Normwise relative error; where the reference is exactly zero (dQ and dK at T = 1: one key, so
-// the softmax is constant and its gradient vanishes) relative error means nothing, and the
+// Normwise relative error; where the reference is exactly zero (dQ and dK at Tk = 1: one key,
+// so the softmax is constant and its gradient vanishes) relative error means nothing, and the
 // largest |got| is returned instead (rounding noise, ~1e-7 here).
 double gradient_error(const Tensor& got, const Tensor& want) {
   const std::vector<float> w = want.to_vector<float>();
@@ -196,6 +199,49 @@ TEST(GpuAttention, MatchesCpuForOtherHeadDims) {
               "bf16 D in {32, 96, 256}");
 }
 
+// Fewer queries than keys, bottom-right aligned (decoding with a KV cache): one query (a decode
+// step; causal and not, the same thing for one query) and seven (a chunk appended to a cache;
+// non-causal only, the cuDNN path refuses causal 1 < Tq < Tk), MHA and GQA; the backward too.
+TEST(GpuAttention, MatchesCpuWithFewerQueriesThanKeys) {
+  TS_REQUIRE_GPU();
+  std::vector<Case> all;
+  for (int64_t T : {1, 7}) {
+    for (int64_t Tk : {T + 7, int64_t{130}}) {
+      for (bool causal : {true, false}) {
+        if (causal && T > 1) continue;
+        all.push_back({2, T, 4, 4, 64, causal, DType::BF16, Tk});
+        all.push_back({2, T, 8, 2, 128, causal, DType::BF16, Tk});
+      }
+    }
+  }
+  all.push_back({1, 1, 4, 1, 64, true, DType::F16, 1024});
+  check_cases(all, "bf16/f16 Tq in {1, 7} < Tk");
+}
+
+// Prints what a new key count costs: the first call at each length finalizes a cuDNN plan (a
+// decode loop meets a new length every step), the second reuses it.
+TEST(GpuAttention, DecodeStepPlanCostPrint) {
+  TS_REQUIRE_GPU();
+  CudaBackend& gpu = cuda_backend(0);
+  Generator g(13);
+  const int64_t H = 12, D = 64;
+  Tensor q = host_randn({1, 1, H, D}, g, DType::BF16).to(kGpu);
+  Tensor out = Tensor::empty(q.shape(), DType::BF16, kGpu), lse = Tensor::empty({1, H, 1}, DType::F32, kGpu);
+  for (int64_t Tk : {300, 301, 302}) {
+    Tensor k = host_randn({1, Tk, H, D}, g, DType::BF16).to(kGpu);
+    Tensor v = host_randn({1, Tk, H, D}, g, DType::BF16).to(kGpu);
+    auto call = [&] {
+      const auto start = std::chrono::steady_clock::now();
+      gpu.attention(q, k, v, true, 0.125, out, lse);
+      TS_CUDA_CHECK(cudaStreamSynchronize(gpu.stream()));
+      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    };
+    const double first = call(), second = call();
+    std::printf("[attention] decode step Tq=1 Tk=%lld: first call (plan) %.1f ms, second %.3f ms\n",
+                static_cast<long long>(Tk), first, second);
+  }
+}
+
 TEST(GpuAttention, RepeatedCallsReusePlansAndMemory) {
   TS_REQUIRE_GPU();
   const Case c{2, 256, 8, 2, 128, true};
@@ -247,6 +293,12 @@ TEST(GpuAttention, RejectsBadInputs) {
   EXPECT_THROW(gpu.attention(make({1, 16, 4, 512}), make({1, 16, 2, 512}), make({1, 16, 2, 512}), true, 0.125,
                              make({1, 16, 4, 512}), lse),
                Error);
+  // More queries than keys.
+  EXPECT_THROW(gpu.attention(q, make({1, 8, 2, 64}), make({1, 8, 2, 64}), true, 0.125, out, lse), Error);
+  // Causal with 1 < Tq < Tk (refused, see core/cuda/cudnn_attention.cpp); non-causal runs.
+  Tensor k32 = make({1, 32, 2, 64}), v32 = make({1, 32, 2, 64});
+  EXPECT_THROW(gpu.attention(q, k32, v32, true, 0.125, out, lse), Error);
+  EXPECT_NO_THROW(gpu.attention(q, k32, v32, false, 0.125, out, lse));
   // Backward: wrong dL_dk shape (query heads instead of kv heads).
   Tensor dq = make(q.shape()), dk = make(k.shape()), dv = make(v.shape());
   EXPECT_NO_THROW(gpu.attention_backward(q, k, v, out, lse, out, true, 0.125, dq, dk, dv));
