@@ -2,7 +2,8 @@
 # From a fresh Debian 12 machine to a first trained model: installs what is missing, builds,
 # fetches the real GPT-2 tokenizer files and the Brown corpus, preprocesses the corpus into a
 # Megatron .bin/.idx dataset, and trains a small GPT on it (recipes/gpt2_tiny_cpu.yaml; on the
-# GPU when there is one), printing falling training and validation loss.
+# GPU when there is one), printing falling training and validation loss, then samples text
+# from the trained model.
 # Extra arguments are recipe overrides, e.g. scripts/quickstart.sh train.train_iters=100
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +25,6 @@ if [ ! -f "$prefix.idx" ]; then
   $tessera preprocess --input "$cache/brown/brown.jsonl" --json-key text --tokenizer "$cache/gpt2" \
     --output "$prefix" --append-eod --workers "$(nproc)"
 fi
-$tessera train recipes/gpt2_tiny_cpu.yaml "$@"
+$tessera train recipes/gpt2_tiny_cpu.yaml train.resume=none "$@"
+$tessera generate --checkpoint checkpoints/gpt2_tiny_cpu --tokenizer "$cache/gpt2" \
+  --prompt "The jury said" --prompt "It was a" --max-new-tokens 40 --temperature 0.8 --top-k 40
