@@ -11,8 +11,14 @@ name=${2:-bundle}
 bash scripts/build.sh "$build_dir" >/dev/null
 stage=$(mktemp -d)
 mkdir -p "$stage/bin" "$stage/lib" .gpu
-find "$build_dir/tests" "$build_dir/bench" "$build_dir/launcher" -maxdepth 1 -type f -executable \
-  -exec cp {} "$stage/bin/" \;
+# What a GPU machine runs: the GPU tests, the benchmarks and the CLI (CPU-only tests stay here;
+# every executable links the CUDA kernels, so carrying all of them would exceed the limit).
+# TESSERA_BUNDLE_BINS overrides the list of executable names (globs).
+patterns=${TESSERA_BUNDLE_BINS:-"*_gpu_test kernels generation model_parity tessera"}
+for pattern in $patterns; do
+  find "$build_dir/tests" "$build_dir/bench" "$build_dir/launcher" -maxdepth 1 -type f -executable \
+    -name "$pattern" -exec cp {} "$stage/bin/" \;
+done
 strip "$stage"/bin/* 2>/dev/null || true
 # Shared libraries outside glibc, the C++ runtime and CUDA (the GPU image brings those).
 ldd "$stage"/bin/* | awk '/=> \//{print $3}' | sort -u |

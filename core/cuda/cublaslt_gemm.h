@@ -2,9 +2,9 @@
 // 16-bit types, plain f32 without TF32 for f32, f64 for f64), batched with stride-0 broadcast
 // of a batch of one, bias and GELU epilogues fused into the GEMM (f64 GELU unfused, for
 // accuracy). Per configuration (dtype, shape, transposes, epilogue, pointer alignments) the
-// first call asks cuBLASLt's heuristic for its top algorithms, times them once on the real
-// operands (waiting for the stream) and caches the fastest with its descriptors. A 32 MiB
-// workspace is allocated once, in the constructor.
+// first call asks cuBLASLt's heuristic for its top algorithms, times each in a few bursts on
+// the real operands (waiting for the stream) and caches the fastest with its descriptors. A
+// 32 MiB workspace is allocated once, in the constructor.
 #pragma once
 
 #include <cuda_runtime_api.h>

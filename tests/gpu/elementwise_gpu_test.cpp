@@ -474,6 +474,16 @@ TEST(GpuRandom, DropoutMaskAndValuesAreBitIdenticalToTheCpu) {
       }
     }
   }
+  // Enough elements that every resident GPU thread takes several groups (and the bf16 fast
+  // division its rare exact fallbacks).
+  for (DType dtype : {DType::BF16, DType::F32}) {
+    PhiloxState state = g.next();
+    Both big = random_normal({3000017}, dtype, g);
+    Both big_out = poisoned_both({3000017}, dtype);
+    cpu().dropout(big.cpu, 0.1, state, big_out.cpu);
+    gpu().dropout(big.gpu, 0.1, state, big_out.gpu);
+    expect_same("dropout 3000017 " + name(dtype), big_out);
+  }
   Both x = random_normal({100}, DType::F32, g);
   Both out = poisoned_both({100}, DType::F32);
   gpu().dropout(x.gpu, 0.0, {5, 5}, out.gpu);
