@@ -12,6 +12,7 @@
 
 #include "core/autograd/grad_mode.h"
 #include "core/ops/ops.h"
+#include "support/tiny_models.h"
 
 namespace tessera {
 namespace {
@@ -19,15 +20,7 @@ namespace {
 // Tiny models whose outputs depend strongly on context (a large init std), so a cache that
 // lost a position or a key would change the tokens.
 TransformerConfig tiny(bool llama) {
-  TransformerConfig c = transformer_preset(llama ? "llama-tiny" : "gpt2-124m");
-  c.name = llama ? "tiny-llama" : "tiny-gpt";
-  c.num_layers = 2;
-  c.hidden_size = 16;
-  c.num_attention_heads = 4;
-  c.num_query_groups = llama ? 2 : 4;
-  c.ffn_hidden_size = 24;
-  c.vocab_size = 37;
-  c.make_vocab_size_divisible_by = 8;
+  TransformerConfig c = testing::tiny_transformer(llama);
   c.max_position_embeddings = 32;
   c.init_method_std = 0.5;
   return c;

@@ -11,23 +11,12 @@
 #include "core/ops/ops.h"
 #include "models/gpt_model.h"
 #include "optim/adamw.h"
+#include "support/tiny_models.h"
 
 namespace tessera {
 namespace {
 
-TransformerConfig tiny(bool llama) {
-  TransformerConfig c = transformer_preset(llama ? "llama-tiny" : "gpt2-124m");
-  c.name = llama ? "tiny-llama" : "tiny-gpt";
-  c.num_layers = 2;
-  c.hidden_size = 16;
-  c.num_attention_heads = 4;
-  c.num_query_groups = llama ? 2 : 4;
-  c.ffn_hidden_size = 24;
-  c.vocab_size = 37;
-  c.make_vocab_size_divisible_by = 8;
-  c.max_position_embeddings = 16;
-  return c;
-}
+TransformerConfig tiny(bool llama) { return testing::tiny_transformer(llama); }
 
 LmBatch batch_of(const std::vector<int64_t>& sequence, int64_t b, int64_t t) {
   std::vector<int64_t> tokens, labels;
