@@ -65,6 +65,9 @@ void write_checkpoint_file(const std::string& path, const TrainingCheckpoint& ch
   file.write_uint_attribute("/rng", "dropout_seed", checkpoint.dropout_rng.seed);
   file.write_uint_attribute("/rng", "dropout_offset", checkpoint.dropout_rng.offset);
   file.write_int_attribute("/data", "consumed_samples", checkpoint.consumed_samples);
+  file.write_double_attribute("/loss_scaler", "scale", checkpoint.loss_scaler.scale);
+  file.write_int_attribute("/loss_scaler", "clean_steps", checkpoint.loss_scaler.clean_steps);
+  file.write_int_attribute("/loss_scaler", "skipped_steps", checkpoint.loss_scaler.skipped_steps);
   file.close();
 }
 
@@ -87,6 +90,9 @@ TrainingCheckpoint read_checkpoint_file(const std::string& path) {
   checkpoint.dropout_rng.seed = file.read_uint_attribute("/rng", "dropout_seed");
   checkpoint.dropout_rng.offset = file.read_uint_attribute("/rng", "dropout_offset");
   checkpoint.consumed_samples = file.read_int_attribute("/data", "consumed_samples");
+  checkpoint.loss_scaler.scale = file.read_double_attribute("/loss_scaler", "scale");
+  checkpoint.loss_scaler.clean_steps = file.read_int_attribute("/loss_scaler", "clean_steps");
+  checkpoint.loss_scaler.skipped_steps = file.read_int_attribute("/loss_scaler", "skipped_steps");
   return checkpoint;
 }
 

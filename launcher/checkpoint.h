@@ -13,6 +13,8 @@
 //                                     schedule is a function of it)
 //   /rng                        attrs dropout_seed, dropout_offset (the model's Philox stream)
 //   /data                       attr consumed_samples (the training loader's position)
+//   /loss_scaler                attrs scale (f64), clean_steps, skipped_steps (fp16 dynamic
+//                                     loss scaling; present and unused in bf16/f32 runs)
 //
 // Parameter names are the model's stable names (models/gpt_model.h). Readers refuse a file
 // whose format or version they do not know. Here the file is written and read in place;
@@ -25,6 +27,7 @@
 
 #include "core/random.h"
 #include "core/tensor.h"
+#include "optim/loss_scaler.h"
 
 namespace tessera {
 
@@ -51,6 +54,7 @@ struct TrainingCheckpoint {
   OptimizerCheckpoint optimizer;
   PhiloxState dropout_rng;
   int64_t consumed_samples = 0;
+  LossScalerState loss_scaler;
 };
 
 // Writes `checkpoint` to `path` (replacing it; not atomic by itself).

@@ -210,6 +210,10 @@ void Hdf5File::write_uint_attribute(const std::string& object, const std::string
   write_attribute(object, name, H5T_NATIVE_UINT64, &value);
 }
 
+void Hdf5File::write_double_attribute(const std::string& object, const std::string& name, double value) {
+  write_attribute(object, name, H5T_NATIVE_DOUBLE, &value);
+}
+
 void Hdf5File::write_string_attribute(const std::string& object, const std::string& name, const std::string& value) {
   Hdf5Handle type(checked(H5Tcopy(H5T_C_S1), path_, "make a string type"), H5Tclose);
   checked_status(H5Tset_size(type.get(), std::max<size_t>(1, value.size())), path_, "size a string type");
@@ -229,6 +233,12 @@ bool Hdf5File::has_attribute(const std::string& object, const std::string& name)
 int64_t Hdf5File::read_int_attribute(const std::string& object, const std::string& name) const {
   int64_t value = 0;
   read_attribute(object, name, H5T_NATIVE_INT64, &value);
+  return value;
+}
+
+double Hdf5File::read_double_attribute(const std::string& object, const std::string& name) const {
+  double value = 0.0;
+  read_attribute(object, name, H5T_NATIVE_DOUBLE, &value);
   return value;
 }
 

@@ -73,10 +73,12 @@ class Hdf5File {
   // Attributes on a group or dataset ("" or "/" is the root group); the group is created when missing.
   void write_int_attribute(const std::string& object, const std::string& name, int64_t value);
   void write_uint_attribute(const std::string& object, const std::string& name, uint64_t value);
+  void write_double_attribute(const std::string& object, const std::string& name, double value);
   void write_string_attribute(const std::string& object, const std::string& name, const std::string& value);
   bool has_attribute(const std::string& object, const std::string& name) const;
   int64_t read_int_attribute(const std::string& object, const std::string& name) const;
   uint64_t read_uint_attribute(const std::string& object, const std::string& name) const;
+  double read_double_attribute(const std::string& object, const std::string& name) const;
   std::string read_string_attribute(const std::string& object, const std::string& name) const;
 
  private:

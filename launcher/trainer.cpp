@@ -142,6 +142,7 @@ int64_t TrainingRun::resume() {
   }
   const TrainingCheckpoint& checkpoint = loaded->checkpoint;
   restore_training_state(checkpoint, loaded->path, model_, optimizer_);
+  scaler_.set_state(checkpoint.loss_scaler);
   loader_options_.consumed_samples = checkpoint.consumed_samples;
   result_.resumed_from = loaded->path;
   log_(fmt::format("resumed from {}: {} steps done, {} samples consumed", loaded->path, checkpoint.step,
@@ -248,6 +249,7 @@ void TrainingRun::save(int64_t step) {
   auto warn = [&](const std::string& message) { log_("warning: " + message); };
   TrainingCheckpoint checkpoint =
       capture_training_state(model_, optimizer_, step, loader_->consumed_samples(), c_.resolved_yaml);
+  checkpoint.loss_scaler = scaler_.state();
   SavedCheckpoint saved = save_checkpoint(c_.save_dir, checkpoint, c_.keep_last, warn);
   result_.saved_checkpoints.push_back(saved.path);
   log_(fmt::format("saved checkpoint {} ({:.2f} MiB in {:.3f} s){}", saved.path, double(saved.bytes) / double(1 << 20),

@@ -16,6 +16,14 @@ DynamicLossScaler::DynamicLossScaler(LossScalerOptions options) : options_(optio
   TS_CHECK(options.growth_interval > 0, "DynamicLossScaler: growth_interval must be positive");
 }
 
+void DynamicLossScaler::set_state(const LossScalerState& state) {
+  TS_CHECK(state.scale >= options_.min_scale && state.clean_steps >= 0 && state.skipped_steps >= 0,
+           "DynamicLossScaler: invalid saved state (scale ", state.scale, ", clean steps ", state.clean_steps, ")");
+  scale_ = state.scale;
+  clean_steps_ = state.clean_steps;
+  skipped_ = state.skipped_steps;
+}
+
 Tensor DynamicLossScaler::scale_loss(const Tensor& loss) const { return tessera::scale(loss, scale_); }
 
 bool DynamicLossScaler::unscale_and_update(const std::vector<Tensor>& parameters) {

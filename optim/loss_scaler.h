@@ -18,12 +18,21 @@ struct LossScalerOptions {
   double min_scale = 1.0;
 };
 
+// What a checkpoint keeps of a scaler to resume it exactly.
+struct LossScalerState {
+  double scale = 65536.0;
+  int64_t clean_steps = 0;
+  int64_t skipped_steps = 0;
+};
+
 class DynamicLossScaler {
  public:
   explicit DynamicLossScaler(LossScalerOptions options = {});
 
   double scale() const { return scale_; }
   int64_t skipped_steps() const { return skipped_; }
+  LossScalerState state() const { return {scale_, clean_steps_, skipped_}; }
+  void set_state(const LossScalerState& state);
   Tensor scale_loss(const Tensor& loss) const;
   // Divides every defined gradient by the scale in place; returns whether all were finite
   // (take the optimizer step) and updates the scale for the next step.

@@ -116,6 +116,22 @@ TEST(Checkpoint, RestoredRunTakesBitwiseTheSameNextStepAsTheOriginal) {
   expect_same_state(original, restored);
 }
 
+TEST(Checkpoint, LossScalerStateRoundTrips) {
+  TemporaryFolder folder;
+  TinyRun run(tiny_config(), 1);
+  TrainingCheckpoint checkpoint = run.capture();
+  checkpoint.loss_scaler = {1536.25, 17, 3};  // not a power of two: the value must survive exactly
+  write_checkpoint_file(folder.file("scaler.h5"), checkpoint);
+  LossScalerState read = read_checkpoint_file(folder.file("scaler.h5")).loss_scaler;
+  EXPECT_EQ(read.scale, 1536.25);
+  EXPECT_EQ(read.clean_steps, 17);
+  EXPECT_EQ(read.skipped_steps, 3);
+  DynamicLossScaler scaler;
+  scaler.set_state(read);
+  EXPECT_EQ(scaler.scale(), 1536.25);
+  EXPECT_EQ(scaler.skipped_steps(), 3);
+}
+
 TEST(Checkpoint, LayoutReadsWithThePlainHdf5Api) {
   TemporaryFolder folder;
   TinyRun run(tiny_config(), 3);
