@@ -4,6 +4,7 @@
 // is N x M. The bias epilogue adds a vector along cuBLASLt's rows, which are our columns: the
 // [N] bias of the contract. The GELU epilogue is the tanh approximation, like the CPU's.
 #include "core/cuda/cublaslt_gemm.h"
+#include "core/gemm_shape.h"
 
 #include <cublasLt.h>
 
@@ -56,42 +57,13 @@ void set_attribute(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttr
   TS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attribute, &value, sizeof(value)));
 }
 
-// ---- shapes (the same checks and messages as the CPU reference) ----
-struct GemmSize {
-  int64_t batch, batch_a, batch_b, m, n, k;
-};
-
-struct Matrices {
-  int64_t batch, rows, cols;
-};
-
-Matrices matrices(const Tensor& t) {
-  if (t.dim() == 2) return {1, t.size(0), t.size(1)};
-  return {t.size(0), t.size(1), t.size(2)};
-}
-
+// ---- shapes (core/gemm_shape.h: the same checks and messages as the CPU reference) ----
 GemmSize check_gemm(const Tensor& a, const Tensor& b, const Tensor& c, const GemmArgs& args, int device) {
-  auto shapes = [&] {
-    return "a " + shape_str(a.shape()) + (args.trans_a ? " (transposed)" : "") + ", b " + shape_str(b.shape()) +
-           (args.trans_b ? " (transposed)" : "") + ", c " + shape_str(c.shape());
-  };
   cuda::check_on_device("gemm", "a", a, device);
   cuda::check_on_device("gemm", "b", b, device);
   cuda::check_on_device("gemm", "c", c, device);
-  for (const Tensor* t : {&a, &b, &c}) {
-    TS_CHECK(t->dim() == 2 || t->dim() == 3, "gemm: operands must be [batch, rows, cols] or [rows, cols]: ", shapes());
-    TS_CHECK(t->is_contiguous(), "gemm: operands must be contiguous: ", shapes());
-  }
-  TS_CHECK(a.dtype() == c.dtype() && b.dtype() == c.dtype(), "gemm: dtypes differ: a ", a.dtype(), ", b ", b.dtype(),
-           ", c ", c.dtype());
-  Matrices ma = matrices(a), mb = matrices(b), mc = matrices(c);
-  GemmSize s{mc.batch, ma.batch, mb.batch, mc.rows, mc.cols, args.trans_a ? ma.rows : ma.cols};
-  TS_CHECK((args.trans_a ? ma.cols : ma.rows) == s.m && (args.trans_b ? mb.cols : mb.rows) == s.k &&
-               (args.trans_b ? mb.rows : mb.cols) == s.n,
-           "gemm: inner dimensions do not match: ", shapes());
-  TS_CHECK((s.batch_a == 1 || s.batch_a == s.batch) && (s.batch_b == 1 || s.batch_b == s.batch),
-           "gemm: batch counts of a and b must be 1 or c's: ", shapes());
-  TS_CHECK(s.batch <= INT_MAX, "gemm: cuBLASLt takes at most ", INT_MAX, " batches: ", shapes());
+  GemmSize s = check_gemm_operands(a, b, c, args);
+  TS_CHECK(s.batch <= INT_MAX, "gemm: cuBLASLt takes at most ", INT_MAX, " batches: ", gemm_shapes(a, b, c, args));
   return s;
 }
 
