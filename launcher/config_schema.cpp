@@ -75,6 +75,8 @@ const std::vector<KeySpec>& config_schema() {
        {"bf16", "fp16", "fp32"}},
       {"train", "device", K::String, "auto", "cuda when a GPU is visible, else cpu", {}, {}, {"auto", "cpu", "cuda"}},
       {"train", "resume", K::String, "auto", "auto (latest valid checkpoint), none, or a checkpoint path"},
+      {"train", "exit_interval", K::Int, "", "stop (and save) after this many steps of this job, e.g. to fit a "
+       "Slurm time limit; the next job resumes", 1},
       // checkpoint
       {"checkpoint", "save", K::String, "", "checkpoint directory (empty: no checkpoints)"},
       {"checkpoint", "save_interval", K::Int, "1000", "save every N steps", 1},

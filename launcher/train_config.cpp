@@ -110,6 +110,7 @@ TrainConfig train_config_from_recipe(const Recipe& r, int64_t data_parallel_size
   c.precision = precision == "bf16" ? Precision::BF16 : precision == "fp16" ? Precision::FP16 : Precision::FP32;
   c.device = device_from(r);
   c.resume = r.get_string("train.resume");
+  if (r.has("train.exit_interval")) c.exit_interval = r.get_int("train.exit_interval");
 
   c.schedule.peak_lr = c.adamw.lr;
   c.schedule.min_lr = r.get_float("optimizer.min_lr");

@@ -4,6 +4,7 @@
 // names the recipe key.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,7 @@ struct TrainConfig {
   Precision precision = Precision::BF16;
   Device device = Device::cpu();
   std::string resume = "auto";
+  std::optional<int64_t> exit_interval;  // steps this job runs before saving and exiting
 
   std::string save_dir;
   int64_t save_interval = 1000;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -152,6 +153,11 @@ int64_t TrainingRun::resume() {
 
 TrainResult TrainingRun::run(int64_t last_step) {
   int64_t first_step = resume();  // before the datasets: a checkpoint that does not fit fails fast
+  if (c_.exit_interval) {
+    last_step = std::min(last_step, first_step - 1 + *c_.exit_interval);
+    if (last_step < c_.train_iters)
+      log_(fmt::format("train.exit_interval: this job stops after step {} (saving a checkpoint there)", last_step));
+  }
   if (first_step > last_step) {
     log_(fmt::format("the checkpoint is at step {}; nothing to train up to step {}", first_step - 1, last_step));
     return std::move(result_);

@@ -131,6 +131,18 @@ TEST_F(TrainResume, WithoutTheDropoutStreamOrTheLoaderPositionTheLossesDiffer) {
               fresh_dropout, first_batches);
 }
 
+TEST_F(TrainResume, ExitIntervalSplitsARunIntoJobsThatResumeExactly) {
+  std::string dir = folder_->file("jobs");
+  std::vector<std::string> job = {"checkpoint.save=" + dir, "train.exit_interval=7", "train.resume=auto"};
+  TrainResult first = train(job), second = train(job), third = train(job);
+  ASSERT_EQ(first.steps.size(), 7u);
+  ASSERT_EQ(second.steps.size(), 7u);
+  ASSERT_EQ(third.steps.size(), 6u);  // 20 steps in jobs of 7
+  EXPECT_EQ(third.steps.back().step, 20);
+  EXPECT_EQ(third.steps.back().loss, uninterrupted_->steps.back().loss);
+  EXPECT_EQ(second.steps.front().loss, uninterrupted_->steps.at(7).loss);
+}
+
 TEST_F(TrainResume, ResumingIntoAnotherModelShapeNamesTheFirstMismatchingParameter) {
   try {
     train({"train.resume=" + checkpoint_at_10(), "model.num_layers=3"}, 11);
