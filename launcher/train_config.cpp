@@ -23,6 +23,12 @@ TransformerConfig model_config_from_recipe(const Recipe& r) {
   set_int("ffn_hidden_size", m.ffn_hidden_size);
   set_int("max_position_embeddings", m.max_position_embeddings);
   set_int("make_vocab_size_divisible_by", m.make_vocab_size_divisible_by);
+  for (const char* key : {"num_layers", "hidden_size", "num_attention_heads", "num_query_groups", "ffn_hidden_size"}) {
+    if (r.has(std::string("model.") + key)) {
+      m.name += " (resized)";  // logs and checkpoints must not call a 3-layer model gpt2-124m
+      break;
+    }
+  }
   m.hidden_dropout = r.get_float("model.hidden_dropout");
   m.init_method_std = r.get_float("model.init_method_std");
   if (r.has("model.rotary_base")) m.rotary_base = r.get_float("model.rotary_base");
