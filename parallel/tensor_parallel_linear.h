@@ -1,0 +1,72 @@
+// Megatron's tensor-parallel linear layers over a tensor-parallel communicator `tp` (passed
+// explicitly; it must outlive the layer and every graph built with it).
+//   ColumnParallelLinear: weight [out / tp, in] (rank r holds output rows [r * out/tp, ...)),
+//     bias [out / tp]. forward: copy_to_tensor_parallel(x) -> x W_r^T + b_r, giving [..., out/tp];
+//     with gather_output the shards are all-gathered into [..., out].
+//   RowParallelLinear: weight [out, in / tp] (rank r holds input columns [r * in/tp, ...)),
+//     bias [out], replicated. forward: input [..., in/tp] (input_is_parallel) or [..., in]
+//     scattered along the last dim; y_r = x_r W_r^T; reduce_from_tensor_parallel sums the
+//     partial products; the bias is added once, after the all-reduce.
+// Sequence parallelism (activations [T, B, C] sharded along T, dim 0): the column layer takes
+// [T / tp, B, in] and all-gathers it along T instead of copy_to; the row layer reduce-scatters
+// along T instead of all-reducing and returns [T / tp, B, out]. Its bias then sees only this
+// rank's tokens, so its gradient is partial: the caller sums it across tp (as for norm weights).
+// Initialisation: every rank draws the full [out, in] weight exactly as Linear(in, out) would
+// from the same generator state, and keeps its slice, so a tp run starts from the same
+// parameters as the single-rank run. Biases start at zero. Sizes that do not divide by
+// tp.size() and contradictory options are rejected in the constructor, before any communication.
+#pragma once
+
+#include "core/nn/layers.h"
+#include "core/random.h"
+#include "parallel/communicator.h"
+
+namespace tessera {
+
+struct ColumnParallelOptions {
+  bool bias = true;
+  bool gather_output = false;      // all-gather the output shards (not with sequence_parallel)
+  bool sequence_parallel = false;  // input sharded along dim 0, all-gathered in forward
+  double init_std = 0.02;
+  ParamOptions param = {};
+};
+
+struct RowParallelOptions {
+  bool bias = true;
+  bool input_is_parallel = true;   // input already split along the last dim (a column layer's output)
+  bool sequence_parallel = false;  // output reduce-scattered along dim 0 (needs input_is_parallel)
+  double init_std = 0.02;
+  ParamOptions param = {};
+};
+
+class ColumnParallelLinear : public Module {
+ public:
+  ColumnParallelLinear(int64_t in_features, int64_t out_features, Communicator& tp, Generator& generator,
+                       ColumnParallelOptions options = {});
+  Tensor forward(const Tensor& x) const;
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }
+
+ private:
+  Communicator* tp_;
+  ColumnParallelOptions options_;
+  Tensor weight_;
+  Tensor bias_;
+};
+
+class RowParallelLinear : public Module {
+ public:
+  RowParallelLinear(int64_t in_features, int64_t out_features, Communicator& tp, Generator& generator,
+                    RowParallelOptions options = {});
+  Tensor forward(const Tensor& x) const;
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }
+
+ private:
+  Communicator* tp_;
+  RowParallelOptions options_;
+  Tensor weight_;
+  Tensor bias_;
+};
+
+}  // namespace tessera
