@@ -8,23 +8,11 @@
 
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/strided.h"
+#include "core/kernel_args.h"
 
 namespace tessera {
 
 namespace {
-
-// Checks the shapes shared by forward and backward; `rows` is out or dL_dout.
-void check_embedding(std::string_view op, const Tensor& weight, const Tensor& ids, const Tensor& rows,
-                     std::string_view rows_name) {
-  TS_CHECK(weight.dim() == 2, op, ": weight must be [V, C], got ", shape_str(weight.shape()));
-  TS_CHECK(rows.numel() == ids.numel() * weight.size(1), op, ": ", rows_name, " ", shape_str(rows.shape()),
-           " must hold one row of C = ", weight.size(1), " per id (ids ", shape_str(ids.shape()), ")");
-  TS_CHECK(rows.dtype() == weight.dtype(), op, ": ", rows_name, " is ", rows.dtype(), " but weight is ",
-           weight.dtype());
-  check_contiguous(op, "weight", weight);
-  check_contiguous(op, "ids", ids);
-  check_contiguous(op, rows_name, rows);
-}
 
 // ids as int64 after checking each lies in [0, V).
 std::vector<int64_t> checked_ids(std::string_view op, const Tensor& ids, int64_t vocab) {
@@ -44,7 +32,7 @@ std::vector<int64_t> checked_ids(std::string_view op, const Tensor& ids, int64_t
 }  // namespace
 
 void CpuBackend::embedding(const Tensor& weight, const Tensor& ids, const Tensor& out) {
-  check_embedding("embedding", weight, ids, out, "out");
+  check_embedding_shapes("embedding", weight, ids, out, "out");
   std::vector<int64_t> rows = checked_ids("embedding", ids, weight.size(0));
   int64_t channels = weight.size(1);
   dispatch_float(weight.dtype(), "embedding", [&](auto t) {
@@ -61,7 +49,7 @@ void CpuBackend::embedding(const Tensor& weight, const Tensor& ids, const Tensor
 // Rows are added in order of the ids, so the CPU kernel is deterministic whatever the flag.
 void CpuBackend::embedding_backward_accumulate(const Tensor& ids, const Tensor& dL_dout, const Tensor& dL_dweight,
                                                bool /*deterministic*/) {
-  check_embedding("embedding_backward_accumulate", dL_dweight, ids, dL_dout, "dL_dout");
+  check_embedding_shapes("embedding_backward_accumulate", dL_dweight, ids, dL_dout, "dL_dout");
   std::vector<int64_t> rows = checked_ids("embedding_backward_accumulate", ids, dL_dweight.size(0));
   int64_t channels = dL_dweight.size(1);
   dispatch_float(dL_dweight.dtype(), "embedding_backward_accumulate", [&](auto t) {

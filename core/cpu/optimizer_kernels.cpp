@@ -19,6 +19,7 @@
 
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/strided.h"
+#include "core/kernel_args.h"
 
 namespace tessera {
 namespace {
@@ -31,16 +32,6 @@ Acc row_logsumexp(const Scalar* x, int64_t C) {
   Acc sum = 0;
   for (int64_t c = 0; c < C; ++c) sum += std::exp(Acc(x[c]) - max);
   return max + std::log(sum);
-}
-
-void check_adamw_hyper(const AdamWHyper& h) {
-  TS_CHECK(h.step >= 1, "adamw: step must be >= 1 (1-based), got ", h.step);
-  TS_CHECK(h.beta1 >= 0.0 && h.beta1 < 1.0 && h.beta2 >= 0.0 && h.beta2 < 1.0,
-           "adamw: betas must lie in [0, 1), got beta1 ", h.beta1, ", beta2 ", h.beta2);
-  TS_CHECK(h.lr >= 0.0 && h.eps >= 0.0 && h.weight_decay >= 0.0, "adamw: lr ", h.lr, ", eps ", h.eps,
-           " and weight_decay ", h.weight_decay, " must be >= 0");
-  TS_CHECK(h.grad_scale > 0.0 && std::isfinite(h.grad_scale), "adamw: grad_scale must be finite and > 0, got ",
-           h.grad_scale);
 }
 
 template <typename Grad, typename Copy>

@@ -23,11 +23,11 @@
 #include <cstdint>
 #include <cub/device/device_radix_sort.cuh>
 
-#include "core/cpu/strided.h"
 #include "core/cuda/cuda_backend.h"
 #include "core/cuda/device_error.cuh"
 #include "core/cuda/kernel_utils.cuh"
 #include "core/cuda/vectorized.cuh"
+#include "core/kernel_args.h"
 
 namespace tessera {
 
@@ -200,20 +200,13 @@ __global__ void embedding_backward_spans_kernel(const uint32_t* keys, int64_t to
   cuda::store_vector<W>(dst, w);
 }
 
-// The CPU's shape checks plus the device; `rows` is out or dL_dout.
+// The device, then the checks every backend shares; `rows` is out or dL_dout.
 void check_embedding(const char* op, const Tensor& weight, const Tensor& ids, const Tensor& rows, const char* rows_name,
                      int device) {
   cuda::check_on_device(op, "weight", weight, device);
   cuda::check_on_device(op, "ids", ids, device);
   cuda::check_on_device(op, rows_name, rows, device);
-  TS_CHECK(weight.dim() == 2, op, ": weight must be [V, C], got ", shape_str(weight.shape()));
-  TS_CHECK(rows.numel() == ids.numel() * weight.size(1), op, ": ", rows_name, " ", shape_str(rows.shape()),
-           " must hold one row of C = ", weight.size(1), " per id (ids ", shape_str(ids.shape()), ")");
-  TS_CHECK(rows.dtype() == weight.dtype(), op, ": ", rows_name, " is ", rows.dtype(), " but weight is ",
-           weight.dtype());
-  check_contiguous(op, "weight", weight);
-  check_contiguous(op, "ids", ids);
-  check_contiguous(op, rows_name, rows);
+  check_embedding_shapes(op, weight, ids, rows, rows_name);
 }
 
 // Calls fn(I{}) for the index dtype of ids.

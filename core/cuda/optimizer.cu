@@ -19,6 +19,7 @@
 
 #include "core/cuda/cuda_backend.h"
 #include "core/cuda/kernel_utils.cuh"
+#include "core/kernel_args.h"
 
 namespace tessera {
 namespace {
@@ -220,16 +221,6 @@ std::map<DType, Group> group_by_dtype(const char* kernel, const std::vector<Tens
   for (const auto& [dtype, g] : groups)
     TS_CHECK(g.chunks <= INT32_MAX, kernel, ": ", g.chunks, " chunks of ", kChunk, " elements exceed the grid limit");
   return groups;
-}
-
-void check_adamw_hyper(const AdamWHyper& h) {
-  TS_CHECK(h.step >= 1, "adamw: step must be >= 1 (1-based), got ", h.step);
-  TS_CHECK(h.beta1 >= 0.0 && h.beta1 < 1.0 && h.beta2 >= 0.0 && h.beta2 < 1.0,
-           "adamw: betas must lie in [0, 1), got beta1 ", h.beta1, ", beta2 ", h.beta2);
-  TS_CHECK(h.lr >= 0.0 && h.eps >= 0.0 && h.weight_decay >= 0.0, "adamw: lr ", h.lr, ", eps ", h.eps,
-           " and weight_decay ", h.weight_decay, " must be >= 0");
-  TS_CHECK(h.grad_scale > 0.0 && std::isfinite(h.grad_scale), "adamw: grad_scale must be finite and > 0, got ",
-           h.grad_scale);
 }
 
 void check_adamw_param(const AdamWParam& p, size_t i, int device) {
