@@ -8,14 +8,15 @@
 // Shared-memory layout: element j of vector v sits at [j * nvec + v], so the thread that owns
 // vector v reads only its own values, without bank conflicts.
 //
-// Backward: a grid of G blocks (as many as fit on the GPU at once) walks the rows, each block
-// several rows at a time. A thread owns the same columns on every row, so it accumulates
-// dL_dweight / dL_dbias for them in shared memory without atomics; the block sums its row
-// slots in order into one partial row and a second kernel sums the G partial rows [G, C]
-// column by column in a fixed order. Same bits on every run (for a given GPU model, which
-// sets G). Rows wider than a block's threads read their further vectors twice (row sums, then
-// dL_dh); the second read hits L1/L2. (Loading the next rows ahead, software-pipelined, was
-// measured slower on H100: fewer resident threads for the extra registers.)
+// Backward: a grid of G blocks (as many as are resident at once) walks the rows; each block
+// is several independent row groups of a few warps, each taking one row at a time. A thread
+// owns the same columns on every row, so it accumulates dL_dweight / dL_dbias for them
+// without atomics; the block sums its groups in order into one partial row and a second
+// kernel sums the G partial rows [G, C] column by column in a fixed order. Same bits on every
+// run (for a given GPU model, which sets G). Rows that fit shared memory twice per group go
+// through norm_backward_staged_kernel: the next row streams into shared memory (cp.async)
+// while the current one is reduced and written. Wider rows use norm_backward_wide_kernel,
+// which keeps a thread's first vector in registers and reads further ones twice (L1/L2).
 #include <algorithm>
 
 #include "core/cuda/cuda_backend.h"
@@ -34,7 +35,6 @@ using cuda::SumOp;
 extern __shared__ __align__(16) unsigned char norm_smem[];
 
 constexpr int kNormForwardThreads = 1024;   // most threads of a forward block (one row)
-constexpr int kNormBackwardThreads = 512;   // most threads of a backward block (blockDim.x * y)
 
 template <typename A>
 __device__ __forceinline__ A rsqrt_of(A x) {
@@ -129,26 +129,49 @@ struct NormBackwardArgs {
   int64_t R, C;
 };
 
-// Sums x and y over the threads of the block that share threadIdx.y (blockDim.x a multiple of
-// 32); each of them receives the same bits.
+constexpr int kWideThreads = 768;     // most threads of a norm_backward_wide_kernel block
+constexpr int kStagedThreads = 1024;  // most threads of a norm_backward_staged_kernel block
+constexpr int kStages = 2;            // rows of a row group in shared memory: one read, one loading
+
+// Waits for the `threads` threads of row group `group` (named barrier 1 + group; 0 is
+// __syncthreads').
+__device__ __forceinline__ void group_barrier(int group, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(group + 1), "r"(threads) : "memory");
+}
+
+// Sums x and y over the `warps` warps of a row group; all of its threads receive the same
+// bits. `scratch` holds [2 parities][2 sums][warps]: alternating parities let one barrier a
+// row suffice (a thread can only overwrite a parity after every thread of the group passed
+// the next row's barrier, i.e. read this one).
 template <typename A>
-__device__ void row_group_sum2(A& x, A& y) {
-  __shared__ A partial[2][32];
+__device__ __forceinline__ void row_group_sum2(A& x, A& y, A* scratch, int warps, int group, int parity) {
   for (int offset = 16; offset > 0; offset >>= 1) {
     x += __shfl_xor_sync(0xffffffffu, x, offset);
     y += __shfl_xor_sync(0xffffffffu, y, offset);
   }
-  const int tid = threadIdx.y * blockDim.x + threadIdx.x, warps_per_row = blockDim.x / 32;
-  __syncthreads();  // an earlier call's readers are done with `partial`
-  if (tid % 32 == 0) {
-    partial[0][tid / 32] = x;
-    partial[1][tid / 32] = y;
+  if (warps == 1) return;
+  const int lane = threadIdx.x % 32, warp = (threadIdx.x / 32) % warps;
+  A* slots = scratch + parity * 2 * warps;
+  if (lane == 0) {
+    slots[warp] = x;
+    slots[warps + warp] = y;
   }
-  __syncthreads();
+  group_barrier(group, 32 * warps);
   x = y = 0;
-  for (int k = 0; k < warps_per_row; ++k) {
-    x += partial[0][threadIdx.y * warps_per_row + k];
-    y += partial[1][threadIdx.y * warps_per_row + k];
+  for (int k = 0; k < warps; ++k) {
+    x += slots[k];
+    y += slots[warps + k];
+  }
+}
+
+// Hides v's bits from the optimizer: the second pass then unpacks the 16-bit values again
+// instead of keeping the first pass's f32 copies alive across the row sum (twice the registers).
+template <typename V>
+__device__ __forceinline__ void keep_packed(V& v) {
+  if constexpr (sizeof(V) % 4 == 0) {
+    uint32_t* words = reinterpret_cast<uint32_t*>(&v);
+#pragma unroll
+    for (int i = 0; i < static_cast<int>(sizeof(V) / 4); ++i) asm volatile("" : "+r"(words[i]));
   }
 }
 
@@ -165,14 +188,15 @@ __device__ __forceinline__ void add_row_sums(const PackedVec<T, kVec>& hv, const
   }
 }
 
-// dL_dh of one vector; adds dy * xhat and dy into the column accumulators dw[j], db[j]
-// (element j at stride `stride`: registers or shared memory).
+// dL_dh of one vector; adds dy * xhat and dy into the column accumulators dw[32 j], db[32 j]
+// in shared memory (see accumulator_slot).
 template <typename T, int kVec>
-__device__ __forceinline__ PackedVec<T, kVec> backward_vector(const PackedVec<T, kVec>& hv, const PackedVec<T, kVec>& dyv,
-                                                              const PackedVec<T, kVec>& wv, const PackedVec<T, kVec>& rv,
-                                                              bool has_dres, acc_t<T> mean, acc_t<T> rstd,
-                                                              acc_t<T> mean_g, acc_t<T> mean_gx, acc_t<T>* dw,
-                                                              acc_t<T>* db, int64_t stride) {
+__device__ __forceinline__ PackedVec<T, kVec> backward_vector(const PackedVec<T, kVec>& hv,
+                                                              const PackedVec<T, kVec>& dyv,
+                                                              const PackedVec<T, kVec>& wv,
+                                                              const PackedVec<T, kVec>& rv, bool has_dres,
+                                                              acc_t<T> mean, acc_t<T> rstd, acc_t<T> mean_g,
+                                                              acc_t<T> mean_gx, acc_t<T>* dw, acc_t<T>* db) {
   using A = acc_t<T>;
   PackedVec<T, kVec> out;
 #pragma unroll
@@ -180,79 +204,235 @@ __device__ __forceinline__ PackedVec<T, kVec> backward_vector(const PackedVec<T,
     const A xhat = (load(hv.v[j]) - mean) * rstd, dyj = load(dyv.v[j]);
     const A through_residual = has_dres ? load(rv.v[j]) : A(0);
     out.v[j] = store<T>(rstd * (dyj * load(wv.v[j]) - mean_g - xhat * mean_gx) + through_residual);
-    dw[j * stride] += dyj * xhat;
-    if (db) db[j * stride] += dyj;
+    dw[32 * j] += dyj * xhat;
+    if (db) db[32 * j] += dyj;
   }
   return out;
 }
 
-// dxhat = dy * w; layer norm: dh = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)) + dres,
-// RMS norm: dh = rstd (dxhat - xhat mean(dxhat xhat)) + dres. Block (x, y): the y-th row of
-// each group of blockDim.y rows. The h, dL_dy and dL_dresidual_out vectors of a thread's first
-// vector (its only one when the row has at most blockDim.x vectors) are loaded together and
-// stay in registers between the two passes; further vectors are read again (L1/L2). Column
-// sums accumulate per y slot in shared memory and are added over y in order at the end.
+// Shared-memory slot of element j of vector v in a row group's column accumulators: the
+// vectors of each run of 32 lie element-major, [v / 32][j][v % 32], so a warp touches 32
+// consecutive words (no bank conflicts) and element j sits at a constant offset 32 j.
+template <int kVec>
+__device__ __forceinline__ int accumulator_slot(int v, int j) {
+  return (v & ~31) * kVec + 32 * j + (v & 31);
+}
+
+// The backward of rows too wide for norm_backward_staged_kernel (below). Row group g of block
+// b takes rows b * groups + g, then every (gridDim.x * groups)-th row; groups never wait for
+// each other inside the loop. Lane t of a group owns the vectors t + k * group_threads: the
+// first one (h, dL_dy, dL_dresidual_out, weight) stays in registers between the row sums and
+// dL_dh, further ones are read again (L1/L2). Column sums accumulate per group in shared
+// memory and are added over the groups in order at the end into the block's partial row.
 template <typename T, int kVec, bool kRms>
-__global__ void __launch_bounds__(kNormBackwardThreads) norm_backward_kernel(NormBackwardArgs<T> a) {
+__global__ void __launch_bounds__(kWideThreads) norm_backward_wide_kernel(NormBackwardArgs<T> a, int warps_per_row) {
   using A = acc_t<T>;
   using Vec = PackedVec<T, kVec>;
-  const int64_t C = a.C, nvec = C / kVec, slots = int64_t(blockDim.y) * C;
-  A* dw = reinterpret_cast<A*>(norm_smem) + threadIdx.y * C;  // [j * nvec + v], like the forward's h
-  A* db = a.db_partial ? dw + slots : nullptr;
-  for (int64_t v = threadIdx.x; v < nvec; v += blockDim.x) {
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) {
-      dw[j * nvec + v] = 0;
-      if (db) db[j * nvec + v] = 0;
-    }
-  }
+  const int nvec = static_cast<int>(a.C / kVec);   // C < 2^31: checked by the launcher
+  const int slots = (nvec + 31) / 32 * 32 * kVec;  // accumulator slots of a group
+  const int group_threads = 32 * warps_per_row, groups = blockDim.x / group_threads;
+  const int group = threadIdx.x / group_threads, t = threadIdx.x % group_threads;
+  const bool bias = a.db_partial != nullptr;
+  A* accumulators = reinterpret_cast<A*>(norm_smem);  // [groups][slots] for dw, then for db
+  const int accumulator_count = groups * slots * (bias ? 2 : 1);
+  A* scratch = accumulators + accumulator_count + group * 4 * warps_per_row;
+  for (int s = threadIdx.x; s < accumulator_count; s += blockDim.x) accumulators[s] = 0;
+  __syncthreads();
+  A* dw = accumulators + group * slots + accumulator_slot<kVec>(t, 0);
+  A* db = bias ? dw + groups * slots : nullptr;
+  const int slot_step = group_threads * kVec;  // from vector v to v + group_threads
   const Vec* w = reinterpret_cast<const Vec*>(a.weight);
-  const int64_t v0 = threadIdx.x, stride = int64_t(gridDim.x) * blockDim.y;
-  // Every thread runs the same number of iterations (block reductions inside).
-  for (int64_t first = int64_t(blockIdx.x) * blockDim.y; first < a.R; first += stride) {
-    const int64_t row = first + threadIdx.y;
-    const bool valid = row < a.R, mine = valid && v0 < nvec;
-    const int64_t base = valid ? row * C : 0;
+  const bool owner = t < nvec;  // the thread has a first vector
+  Vec w0{};
+  if (owner) w0 = w[t];
+  int parity = 0;
+  for (int64_t row = int64_t(blockIdx.x) * groups + group; row < a.R; row += int64_t(gridDim.x) * groups) {
+    const int64_t base = row * a.C;
     const Vec* h = reinterpret_cast<const Vec*>(a.h + base);
     const Vec* dy = reinterpret_cast<const Vec*>(a.dy + base);
     const Vec* dres = a.dres ? reinterpret_cast<const Vec*>(a.dres + base) : nullptr;
-    const A mean = kRms || !valid ? A(0) : a.mean[row], rstd = valid ? a.rstd[row] : A(0);
     Vec h0{}, dy0{}, r0{};
-    if (mine) {
-      h0 = h[v0];
-      dy0 = dy[v0];
-      if (dres) r0 = dres[v0];
+    if (owner) {
+      h0 = h[t];
+      dy0 = dy[t];
+      if (dres) r0 = dres[t];
     }
+    const A mean = kRms ? A(0) : a.mean[row], rstd = a.rstd[row];
     A sum_g = 0, sum_gx = 0;
-    if (mine) add_row_sums(h0, dy0, w[v0], mean, rstd, sum_g, sum_gx);
-    for (int64_t v = v0 + blockDim.x; valid && v < nvec; v += blockDim.x)
+    if (owner) add_row_sums(h0, dy0, w0, mean, rstd, sum_g, sum_gx);
+    for (int v = t + group_threads; v < nvec; v += group_threads)
       add_row_sums(h[v], dy[v], w[v], mean, rstd, sum_g, sum_gx);
-    row_group_sum2(sum_g, sum_gx);
-    const A mean_g = kRms ? A(0) : sum_g / A(C), mean_gx = sum_gx / A(C);
+    row_group_sum2(sum_g, sum_gx, scratch, warps_per_row, group, parity);
+    parity ^= 1;
+    keep_packed(h0);
+    keep_packed(dy0);
+    const A mean_g = kRms ? A(0) : sum_g / A(a.C), mean_gx = sum_gx / A(a.C);
     Vec* dh = reinterpret_cast<Vec*>(a.dh + base);
-    if (mine)
-      dh[v0] = backward_vector(h0, dy0, w[v0], r0, dres != nullptr, mean, rstd, mean_g, mean_gx, dw + v0,
-                               db ? db + v0 : nullptr, nvec);
-    for (int64_t v = v0 + blockDim.x; valid && v < nvec; v += blockDim.x) {
+    if (owner) dh[t] = backward_vector(h0, dy0, w0, r0, dres != nullptr, mean, rstd, mean_g, mean_gx, dw, db);
+    for (int v = t + group_threads, k = 1; v < nvec; v += group_threads, ++k) {
       Vec rv{};
       if (dres) rv = dres[v];
-      dh[v] = backward_vector(h[v], dy[v], w[v], rv, dres != nullptr, mean, rstd, mean_g, mean_gx, dw + v,
-                              db ? db + v : nullptr, nvec);
+      dh[v] = backward_vector(h[v], dy[v], w[v], rv, dres != nullptr, mean, rstd, mean_g, mean_gx, dw + k * slot_step,
+                              db ? db + k * slot_step : nullptr);
     }
   }
   __syncthreads();
-  // Partial row of this block: slot s = j * nvec + v holds column v * kVec + j; sum over y in order.
-  const A* dw_slots = reinterpret_cast<const A*>(norm_smem);
-  const int threads = blockDim.x * blockDim.y;
-  for (int64_t s = threadIdx.y * blockDim.x + threadIdx.x; s < C; s += threads) {
-    const int64_t column = (s % nvec) * kVec + s / nvec, out = int64_t(blockIdx.x) * C + column;
+  // Partial row of this block: the groups' accumulators summed in order, column by column.
+  for (int c = threadIdx.x; c < a.C; c += blockDim.x) {
+    const int s = accumulator_slot<kVec>(c / kVec, c % kVec);
     A wsum = 0, bsum = 0;
-    for (unsigned k = 0; k < blockDim.y; ++k) {
-      wsum += dw_slots[k * C + s];
-      if (db) bsum += dw_slots[slots + k * C + s];
+    for (int g = 0; g < groups; ++g) {
+      wsum += accumulators[g * slots + s];
+      if (bias) bsum += accumulators[(groups + g) * slots + s];
     }
+    const int64_t out = int64_t(blockIdx.x) * a.C + c;
     a.dw_partial[out] = wsum;
-    if (db) a.db_partial[out] = bsum;
+    if (bias) a.db_partial[out] = bsum;
+  }
+}
+
+// Copies one vector from global to shared memory: asynchronously (cp.async, 16 bytes, no
+// registers held) when it is 16 bytes, else through a register.
+template <typename Vec>
+__device__ __forceinline__ void stage_vector(Vec* dst, const Vec* src) {
+  if constexpr (sizeof(Vec) == 16) {
+    const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(address), "l"(src) : "memory");
+  } else {
+    *dst = *src;
+  }
+}
+
+__device__ __forceinline__ void commit_stage() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+// Waits until this thread's stage committed before the latest one has landed.
+__device__ __forceinline__ void wait_previous_stage() {
+  static_assert(kStages == 2, "the stages alternate: the one being read and the one loading");
+  asm volatile("cp.async.wait_group 1;" ::: "memory");
+}
+
+__device__ __forceinline__ void wait_all_stages() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
+
+// Shared-memory bytes of one row group of norm_backward_staged_kernel (a multiple of 16): its
+// ring of stages, reused at the end for its column sums.
+__host__ __device__ inline int64_t staged_group_bytes(int arrays, int64_t nvec, int64_t vec_bytes, int64_t slots,
+                                                      int64_t acc_bytes, bool bias) {
+  const int64_t ring = kStages * arrays * nvec * vec_bytes, sums = slots * acc_bytes * (bias ? 2 : 1);
+  return ((ring > sums ? ring : sums) + 15) / 16 * 16;
+}
+
+// dxhat = dy * w; layer norm: dh = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)) + dres,
+// RMS norm: dh = rstd (dxhat - xhat mean(dxhat xhat)) + dres.
+// Row group g of block b takes rows b * groups + g, then every (gridDim.x * groups)-th row;
+// groups never wait for each other inside the loop. Each group copies its next row (h, dL_dy,
+// dL_dresidual_out) into one of two shared-memory stages with cp.async while it works on the
+// current one, so loads stay in flight through the row sums, the reduction and the writes,
+// without registers to hold them. A thread copies and reads only its own vectors
+// (t + k * group_threads, at most kMaxVectors of them), so no barrier guards the stages.
+// Column sums accumulate in registers and go through shared memory, in group order, into the
+// block's partial row at the end.
+template <typename T, int kVec, int kMaxVectors, bool kRms>
+__global__ void __launch_bounds__(kStagedThreads / kMaxVectors)
+    norm_backward_staged_kernel(NormBackwardArgs<T> a, int warps_per_row) {
+  using A = acc_t<T>;
+  using Vec = PackedVec<T, kVec>;
+  const int nvec = static_cast<int>(a.C / kVec);
+  const int group_threads = 32 * warps_per_row, groups = blockDim.x / group_threads;
+  const int group = threadIdx.x / group_threads, t = threadIdx.x % group_threads;
+  const bool bias = a.db_partial != nullptr;
+  const int arrays = a.dres ? 3 : 2;  // h, dL_dy[, dL_dresidual_out]
+  const int slots = (nvec + 31) / 32 * 32 * kVec;
+  const int64_t group_bytes = staged_group_bytes(arrays, nvec, sizeof(Vec), slots, sizeof(A), bias);
+  unsigned char* group_smem = norm_smem + group * group_bytes;
+  Vec* ring = reinterpret_cast<Vec*>(group_smem);  // [kStages][arrays][nvec]
+  A* scratch = reinterpret_cast<A*>(norm_smem + groups * group_bytes) + group * 4 * warps_per_row;
+  const Vec* w = reinterpret_cast<const Vec*>(a.weight);
+  Vec wt[kMaxVectors];
+  A dw[kMaxVectors][kVec] = {}, db[kMaxVectors][kVec] = {};
+#pragma unroll
+  for (int k = 0; k < kMaxVectors; ++k)
+    if (t + k * group_threads < nvec) wt[k] = w[t + k * group_threads];
+
+  const int64_t row_stride = int64_t(gridDim.x) * groups, first = int64_t(blockIdx.x) * groups + group;
+  auto issue = [&](int64_t row, int stage_index) {  // `row` (if any) into stage `stage_index`
+    if (row < a.R) {
+      Vec* stage = ring + stage_index * arrays * nvec;
+      const int64_t base = row * a.C;
+#pragma unroll
+      for (int k = 0; k < kMaxVectors; ++k) {
+        const int v = t + k * group_threads;
+        if (v < nvec) {
+          stage_vector(stage + v, reinterpret_cast<const Vec*>(a.h + base) + v);
+          stage_vector(stage + nvec + v, reinterpret_cast<const Vec*>(a.dy + base) + v);
+          if (a.dres) stage_vector(stage + 2 * nvec + v, reinterpret_cast<const Vec*>(a.dres + base) + v);
+        }
+      }
+    }
+    commit_stage();  // empty past the last row: keeps one group per row
+  };
+  issue(first, 0);
+  int parity = 0, stage_index = 0;  // stage_index: the stage of `row`
+  for (int64_t row = first; row < a.R; row += row_stride, stage_index ^= 1) {
+    issue(row + row_stride, stage_index ^ 1);  // the previous row's stage, which this thread is done with
+    const A mean = kRms ? A(0) : a.mean[row], rstd = a.rstd[row];
+    wait_previous_stage();
+    const Vec* stage = ring + stage_index * arrays * nvec;
+    A sum_g = 0, sum_gx = 0;
+#pragma unroll
+    for (int k = 0; k < kMaxVectors; ++k) {
+      const int v = t + k * group_threads;
+      if (v < nvec) add_row_sums(stage[v], stage[nvec + v], wt[k], mean, rstd, sum_g, sum_gx);
+    }
+    row_group_sum2(sum_g, sum_gx, scratch, warps_per_row, group, parity);
+    parity ^= 1;
+    const A mean_g = kRms ? A(0) : sum_g / A(a.C), mean_gx = sum_gx / A(a.C);
+    Vec* dh = reinterpret_cast<Vec*>(a.dh + row * a.C);
+#pragma unroll
+    for (int k = 0; k < kMaxVectors; ++k) {
+      const int v = t + k * group_threads;
+      if (v < nvec) {
+        const Vec hv = stage[v], dyv = stage[nvec + v];
+        const Vec rv = a.dres ? stage[2 * nvec + v] : Vec{};
+        Vec out;
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+          const A xhat = (load(hv.v[j]) - mean) * rstd, dyj = load(dyv.v[j]);
+          const A through_residual = a.dres ? load(rv.v[j]) : A(0);
+          out.v[j] = store<T>(rstd * (dyj * load(wt[k].v[j]) - mean_g - xhat * mean_gx) + through_residual);
+          dw[k][j] += dyj * xhat;
+          if (bias) db[k][j] += dyj;
+        }
+        dh[v] = out;
+      }
+    }
+  }
+  // Every group is done with its stages: reuse them for the column sums.
+  wait_all_stages();
+  __syncthreads();
+  A* sums = reinterpret_cast<A*>(group_smem);  // [slots] for dw, then [slots] for db
+#pragma unroll
+  for (int k = 0; k < kMaxVectors; ++k) {
+    const int v = t + k * group_threads;
+    if (v < nvec) {
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        sums[accumulator_slot<kVec>(v, j)] = dw[k][j];
+        if (bias) sums[slots + accumulator_slot<kVec>(v, j)] = db[k][j];
+      }
+    }
+  }
+  __syncthreads();
+  for (int c = threadIdx.x; c < a.C; c += blockDim.x) {
+    const int s = accumulator_slot<kVec>(c / kVec, c % kVec);
+    A wsum = 0, bsum = 0;
+    for (int g = 0; g < groups; ++g) {
+      const A* group_sums = reinterpret_cast<const A*>(norm_smem + g * group_bytes);
+      wsum += group_sums[s];
+      if (bias) bsum += group_sums[slots + s];
+    }
+    const int64_t out = int64_t(blockIdx.x) * a.C + c;
+    a.dw_partial[out] = wsum;
+    if (bias) a.db_partial[out] = bsum;
   }
 }
 
@@ -341,38 +521,122 @@ void launch_norm_forward(const NormForwardArgs<T>& a, int64_t R, int device, cud
   else launch(norm_forward_kernel<T, 1, kRms>, 1);
 }
 
-// Backward kernel, then the column sums of its partials into dL_dweight (and dL_dbias).
-template <typename T, bool kRms>
-void launch_norm_backward(NormBackwardArgs<T> a, T* dweight, T* dbias, int device, cudaStream_t stream,
-                          const char* name) {
+// Runs `launch` (a backward kernel of G blocks writing G partial rows) with partial buffers
+// [G, C] in `a`, then sums the partials column by column into dL_dweight (and dL_dbias).
+template <typename T, typename Launch>
+void with_partials(NormBackwardArgs<T> a, T* dweight, T* dbias, int64_t G, int device, cudaStream_t stream,
+                   const Launch& launch) {
   using A = acc_t<T>;
-  if (a.C == 0) return;
-  const bool vec = can_vectorize<T>(a.C, {a.h, a.weight, a.dy, a.dres, a.dh});
-  const int64_t vec_width = vec ? cuda::kVec16<T> : 1;
-  // Rows of blockDim.x threads, blockDim.y rows at a time (at most 512 threads a block), and
-  // as many blocks as fit on the GPU at once; G rows of partial sums.
-  const int threads = threads_for(a.C / vec_width, kNormBackwardThreads),
-            rows = std::max(1, kNormBackwardThreads / threads);
-  const size_t bytes = static_cast<size_t>(a.C) * sizeof(A) * rows * (dbias ? 2 : 1);
-  auto kernel = vec ? norm_backward_kernel<T, cuda::kVec16<T>, kRms> : norm_backward_kernel<T, 1, kRms>;
-  allow_shared_memory(kernel, bytes, device, name, a.C);
-  int sms = 0, per_sm = 0;
-  TS_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  TS_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads * rows, bytes));
-  const int64_t G = std::min<int64_t>((a.R + rows - 1) / rows, int64_t(sms) * std::max(1, per_sm));
   const Device dev = Device::cuda(device);
   const DType stats = std::is_same_v<A, double> ? DType::F64 : DType::F32;
   Tensor dw_partial = Tensor::empty(Shape{G, a.C}, stats, dev);
   Tensor db_partial = dbias ? Tensor::empty(Shape{G, a.C}, stats, dev) : Tensor();
   a.dw_partial = ptr<A>(dw_partial);
   a.db_partial = ptr<A>(db_partial);
-  if (G > 0) {
-    kernel<<<static_cast<unsigned>(G), dim3(threads, rows), bytes, stream>>>(a);
-    cuda::check_launch(name, stream);
-  }
+  if (G > 0) launch(a);
   const dim3 block(32, 32), grid(static_cast<unsigned>((a.C + 31) / 32), dbias ? 2 : 1);
   column_sum_kernel<T><<<grid, block, 0, stream>>>(a.dw_partial, a.db_partial, G, a.C, dweight, dbias);
   cuda::check_launch("norm column_sum_kernel", stream);
+}
+
+// Blocks of `kernel` (threads, bytes of shared memory) resident on the whole GPU at once, or
+// 0 when one does not fit an SM.
+template <typename Kernel>
+int64_t resident_blocks(Kernel kernel, int threads, size_t bytes, int device) {
+  int sms = 0, per_sm = 0;
+  TS_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  TS_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, bytes));
+  return int64_t(sms) * per_sm;
+}
+
+// The staged backward, when a row group of at most 32 warps covers the row with 1, 2 or 4
+// vectors a lane and one group's stages fit shared memory; returns false otherwise. Measured
+// on an H100 (GPT-2 [16384, 768] layer norm, Llama [8192, 2048] RMS norm): row groups of at
+// most 4 warps and blocks of half the most threads were fastest (two blocks an SM).
+template <typename T, bool kRms>
+bool launch_norm_backward_staged(const NormBackwardArgs<T>& a, T* dweight, T* dbias, bool vec, int device,
+                                 cudaStream_t stream, const char* name) {
+  using A = acc_t<T>;
+  const int vec_width = vec ? cuda::kVec16<T> : 1;
+  const int64_t nvec = a.C / vec_width;
+  int max_vectors = 1;
+  while (max_vectors < 4 && nvec > int64_t(32) * 4 * max_vectors) max_vectors *= 2;
+  const int64_t warps = (nvec + 32 * max_vectors - 1) / (32 * max_vectors);
+  if (warps > 32) return false;
+  const int group_threads = static_cast<int>(32 * warps), block_limit = kStagedThreads / max_vectors;
+  if (group_threads > block_limit) return false;
+  int groups = std::max(1, block_limit / 2 / group_threads);
+  if (warps > 1) groups = std::min(groups, 15);  // named barriers 1..15
+  int optin = 0;
+  TS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  const int64_t slots = (nvec + 31) / 32 * 32 * vec_width;
+  const int64_t group_bytes =
+      staged_group_bytes(a.dres ? 3 : 2, nvec, int64_t(vec_width) * sizeof(T), slots, sizeof(A), dbias != nullptr) +
+      int64_t(4) * warps * sizeof(A);
+  const int64_t limit = int64_t(optin) - 1024;  // allow_shared_memory's limit
+  groups = static_cast<int>(std::min<int64_t>(groups, limit / group_bytes));
+  if (groups < 1) return false;
+  const size_t bytes = static_cast<size_t>(groups * group_bytes);
+  const int threads = group_threads * groups;
+  auto kernel = max_vectors == 1   ? norm_backward_staged_kernel<T, cuda::kVec16<T>, 1, kRms>
+                : max_vectors == 2 ? norm_backward_staged_kernel<T, cuda::kVec16<T>, 2, kRms>
+                                   : norm_backward_staged_kernel<T, cuda::kVec16<T>, 4, kRms>;
+  if (!vec)
+    kernel = max_vectors == 1   ? norm_backward_staged_kernel<T, 1, 1, kRms>
+             : max_vectors == 2 ? norm_backward_staged_kernel<T, 1, 2, kRms>
+                                : norm_backward_staged_kernel<T, 1, 4, kRms>;
+  allow_shared_memory(kernel, bytes, device, name, a.C);
+  const int64_t resident = resident_blocks(kernel, threads, bytes, device);
+  if (resident < 1) return false;
+  const int64_t G = std::min<int64_t>((a.R + groups - 1) / groups, resident);
+  with_partials(a, dweight, dbias, G, device, stream, [&](const NormBackwardArgs<T>& args) {
+    kernel<<<static_cast<unsigned>(G), threads, bytes, stream>>>(args, static_cast<int>(warps));
+    cuda::check_launch(name, stream);
+  });
+  return true;
+}
+
+// The wide-row backward: row groups of up to kWideThreads threads, as many a block as fit.
+template <typename T, bool kRms>
+void launch_norm_backward_wide(const NormBackwardArgs<T>& a, T* dweight, T* dbias, bool vec, int device,
+                               cudaStream_t stream, const char* name) {
+  using A = acc_t<T>;
+  const int vec_width = vec ? cuda::kVec16<T> : 1;
+  const int64_t nvec = a.C / vec_width;
+  const int warps = static_cast<int>(std::min<int64_t>(kWideThreads / 32, (nvec + 31) / 32));
+  int groups = kWideThreads / (32 * warps);
+  if (warps > 1) groups = std::min(groups, 15);  // named barriers 1..15
+  int optin = 0;
+  TS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  const int64_t slots = (nvec + 31) / 32 * 32 * vec_width;
+  auto bytes_for = [&](int g) { return static_cast<size_t>(g) * sizeof(A) * (slots * (dbias ? 2 : 1) + 4 * warps); };
+  const size_t limit = static_cast<size_t>(optin) - 1024;  // allow_shared_memory's limit
+  while (groups > 1 && bytes_for(groups) > limit) --groups;
+  const size_t bytes = bytes_for(groups);
+  const int threads = 32 * warps * groups;
+  auto kernel = vec ? norm_backward_wide_kernel<T, cuda::kVec16<T>, kRms> : norm_backward_wide_kernel<T, 1, kRms>;
+  allow_shared_memory(kernel, bytes, device, name, a.C);
+  const int64_t resident = resident_blocks(kernel, threads, bytes, device);
+  TS_CHECK(resident > 0, name, ": a backward block of ", threads, " threads and ", bytes,
+           " bytes of shared memory does not fit an SM (C = ", a.C, ")");
+  const int64_t G = std::min<int64_t>((a.R + groups - 1) / groups, resident);
+  with_partials(a, dweight, dbias, G, device, stream, [&](const NormBackwardArgs<T>& args) {
+    kernel<<<static_cast<unsigned>(G), threads, bytes, stream>>>(args, warps);
+    cuda::check_launch(name, stream);
+  });
+}
+
+// Backward kernel (staged where it fits, else wide-row), then the column sums of its partials
+// into dL_dweight (and dL_dbias).
+template <typename T, bool kRms>
+void launch_norm_backward(const NormBackwardArgs<T>& a, T* dweight, T* dbias, int device, cudaStream_t stream,
+                          const char* name) {
+  if (a.C == 0) return;
+  TS_CHECK(a.C <= INT32_MAX / 2, name, ": rows of C = ", a.C, " columns are wider than the ", INT32_MAX / 2,
+           " the backward kernels index; split the normalized dimension");
+  const bool vec = can_vectorize<T>(a.C, {a.h, a.weight, a.dy, a.dres, a.dh});
+  if (!launch_norm_backward_staged<T, kRms>(a, dweight, dbias, vec, device, stream, name))
+    launch_norm_backward_wide<T, kRms>(a, dweight, dbias, vec, device, stream, name);
 }
 
 // h = x + residual goes to residual_out: checks the pair when a residual is given.

@@ -7,7 +7,8 @@
 //
 // Each thread draws whole Philox blocks (4 words): uniform writes 4 elements per block, normal
 // 2 (Box-Muller uses two words per element), dropout a group of max(4, 16 bytes) elements with
-// 16-byte loads and stores.
+// 16-byte loads and stores. bf16 dropout multiplies by 1 / keep_prob and divides only near a
+// bf16 rounding tie, with the same bits as the division (see kept_value).
 #include <cmath>
 #include <numbers>
 
@@ -78,38 +79,71 @@ __global__ void normal_kernel(T* dst, ElementIndex index, int64_t n, PhiloxState
   }
 }
 
-// keep = (word >> 8) >= threshold with threshold = ceil(p * 2^24): the same test as the CPU's
-// double(u) >= p, since u = (word >> 8) * 2^-24 exactly.
 template <typename T>
-__device__ __forceinline__ T dropout_value(T x, uint32_t word, uint32_t threshold, acc_t<T> keep_prob) {
-  using A = acc_t<T>;
-  return (word >> 8) >= threshold ? cuda::store<T>(div_rn(cuda::load(x), keep_prob)) : cuda::store<T>(A(0));
+struct DropoutArgs {
+  const T* x;
+  T* out;
+  int64_t n;
+  PhiloxState state;
+  uint32_t threshold;  // keep = (word >> 8) >= threshold
+  acc_t<T> keep_prob;
+  acc_t<T> inverse_keep_prob;  // 1 / keep_prob rounded to nearest
+};
+
+// x / keep_prob rounded to T as the CPU does it (the quotient in acc_t<T>, then rounded to T).
+// bf16: q = x * (1 / keep_prob) is within 4 f32 steps (bit patterns) of the rounded quotient
+// (two relative errors of 2^-24 and a rounding), so both round to the same bf16 unless q's
+// low 16 bits lie within 4 of the tie 0x8000 (or q is huge, inf or nan): those few take the
+// IEEE division. (Checked on an H100 for every bf16 value at 18 values of p.)
+template <typename T>
+__device__ __forceinline__ acc_t<T> kept_value(T x, const DropoutArgs<T>& a) {
+  const acc_t<T> xf = cuda::load(x);
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const float q = __fmul_rn(xf, a.inverse_keep_prob);
+    const uint32_t low = __float_as_uint(q) & 0xFFFFu;
+    if (low - 0x7FFCu <= 8u || !(fabsf(q) < 0x1p126f)) return div_rn(xf, a.keep_prob);
+    return q;
+  } else {
+    return div_rn(xf, a.keep_prob);
+  }
 }
 
 // Thread-group g handles elements [g * G, g * G + G) with words of Philox blocks g * G / 4 ...
+// (element i uses word i of the draw, as on the CPU). keep = (word >> 8) >= threshold with
+// threshold = ceil(p * 2^24): the same test as the CPU's double(u) >= p, since u = (word >> 8)
+// * 2^-24 exactly. The load is issued before the Philox rounds. (A grid of resident threads
+// that loads its next group during this one's rounds measured slower on an H100.)
 template <typename T, int G, bool kVector>
-__global__ void dropout_kernel(const T* x, T* out, int64_t n, PhiloxState state, uint32_t threshold,
-                               acc_t<T> keep_prob) {
+__global__ void __launch_bounds__(kThreads) dropout_kernel(DropoutArgs<T> a) {
   static_assert(G % 4 == 0, "a group uses whole Philox blocks");
-  const int64_t groups = (n + G - 1) / G;
+  using A = acc_t<T>;
+  const int64_t groups = (a.n + G - 1) / G;
   for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
-    uint32_t words[G];
+    const int64_t base = g * G;
+    const bool whole = kVector && base + G <= a.n;
+    cuda::PackedVec<T, G> v;
+    if (whole) {
+      v = cuda::load_vector<G>(a.x + base);
+    } else {
+#pragma unroll
+      for (int k = 0; k < G; ++k) v.v[k] = base + k < a.n ? a.x[base + k] : T{};
+    }
 #pragma unroll
     for (int j = 0; j < G / 4; ++j) {
-      cuda::PhiloxWords w = cuda::philox4x32_10(state.seed, static_cast<uint64_t>(g * (G / 4) + j), state.offset);
+      const cuda::PhiloxWords w =
+          cuda::philox4x32_10(a.state.seed, static_cast<uint64_t>(g * (G / 4) + j), a.state.offset);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) words[4 * j + k] = w.w[k];
+      for (int k = 0; k < 4; ++k) {
+        const A kept = kept_value(v.v[4 * j + k], a);
+        v.v[4 * j + k] = cuda::store<T>((w.w[k] >> 8) >= a.threshold ? kept : A(0));
+      }
     }
-    const int64_t base = g * G;
-    if (kVector && base + G <= n) {
-      cuda::PackedVec<T, G> v = cuda::load_vector<G>(x + base);
-#pragma unroll
-      for (int k = 0; k < G; ++k) v.v[k] = dropout_value(v.v[k], words[k], threshold, keep_prob);
-      cuda::store_vector<G>(out + base, v);
+    if (whole) {
+      cuda::store_vector<G>(a.out + base, v);
     } else {
 #pragma unroll
       for (int k = 0; k < G; ++k) {
-        if (base + k < n) out[base + k] = dropout_value(x[base + k], words[k], threshold, keep_prob);
+        if (base + k < a.n) a.out[base + k] = v.v[k];
       }
     }
   }
@@ -167,16 +201,17 @@ void CudaBackend::dropout(const Tensor& x, double p, PhiloxState state, const Te
     using T = decltype(t);
     using A = acc_t<T>;
     if (n == 0) return;
-    constexpr int G = cuda::kVec16<T> < 4 ? 4 : cuda::kVec16<T>;
+    const auto threshold = static_cast<uint32_t>(std::ceil(p * 16777216.0));
+    const A keep_prob = static_cast<A>(1.0 - p);
     const T* px = static_cast<const T*>(x.data_ptr());
     T* po = static_cast<T*>(out.data_ptr());
-    auto threshold = static_cast<uint32_t>(std::ceil(p * 16777216.0));
-    A keep_prob = static_cast<A>(1.0 - p);
-    unsigned int blocks = blocks_for((n + G - 1) / G);
-    if (cuda::is_aligned(px, G * sizeof(T)) && cuda::is_aligned(po, G * sizeof(T))) {
-      dropout_kernel<T, G, true><<<blocks, kThreads, 0, stream()>>>(px, po, n, state, threshold, keep_prob);
+    const DropoutArgs<T> a{px, po, n, state, threshold, keep_prob, A(1) / keep_prob};
+    constexpr int G = cuda::kVec16<T> < 4 ? 4 : cuda::kVec16<T>;
+    const unsigned int blocks = blocks_for((n + G - 1) / G);
+    if (cuda::is_aligned(a.x, G * sizeof(T)) && cuda::is_aligned(a.out, G * sizeof(T))) {
+      dropout_kernel<T, G, true><<<blocks, kThreads, 0, stream()>>>(a);
     } else {
-      dropout_kernel<T, G, false><<<blocks, kThreads, 0, stream()>>>(px, po, n, state, threshold, keep_prob);
+      dropout_kernel<T, G, false><<<blocks, kThreads, 0, stream()>>>(a);
     }
     cuda::check_launch("dropout_kernel", stream());
   });
