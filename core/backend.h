@@ -80,12 +80,14 @@ class Backend {
   virtual void copy(const Tensor& src, const Tensor& dst) = 0;
   virtual void fill(const Tensor& dst, double value) = 0;  // dst strided
 
-  // ---- random (Philox, see core/random.h). Uniform and dropout: element i uses word i of
-  // the draw, bit-exact across devices. Normal: element i uses words 2i and 2i+1 (Box-Muller
-  // in f64), equal across devices up to libm rounding. core/cpu/random.cpp has the exact maps. ----
+  // ---- random (Philox, see core/random.h). Uniform: element i uses word i of the draw;
+  // dropout: 16 bits of word i / 2 (core/dropout_bits.h); both bit-exact across devices.
+  // Normal: element i uses words 2i and 2i+1 (Box-Muller in f64), equal across devices up to
+  // libm rounding. core/cpu/random.cpp has the exact maps. ----
   virtual void fill_uniform(const Tensor& dst, PhiloxState state, double low, double high) = 0;
   virtual void fill_normal(const Tensor& dst, PhiloxState state, double mean, double stddev) = 0;
-  // out = x * keep / (1 - p) with keep = uniform(word i) >= p. Also the backward (x = dL_dy).
+  // out = x * keep / (1 - p) with keep = dropout_bits(i) >= dropout_threshold(p)
+  // (core/dropout_bits.h). Also the backward (x = dL_dy).
   virtual void dropout(const Tensor& x, double p, PhiloxState state, const Tensor& out) = 0;
 
   // ---- elementwise ----

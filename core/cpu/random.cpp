@@ -14,8 +14,8 @@
 //    kTwoPi = 6.283185307179586 (2 pi in f64).
 //    log and cos are not correctly rounded by either libm, so the devices can differ in the
 //    last bit of the f64 value; after rounding to f32/bf16/f16 that almost never shows.
-//  - dropout, p in [0, 1): keep(i) = double(u(i)) >= p (equivalently (w(i) >> 8) >=
-//    ceil(p * 2^24)); out[i] = keep(i) ? T(A(x[i]) / A(1.0 - p)) : 0, with 1 - p computed in
+//  - dropout, p in [0, 1): keep(i) = dropout_bits(i) >= ceil(p * 2^16) (core/random.h: the
+//    high 16 bits of w(i / 2) for even i, the low 16 for odd i); out[i] = keep(i) ? T(A(x[i]) / A(1.0 - p)) : 0, with 1 - p computed in
 //    f64 and the division IEEE (no reciprocal, no fast math). p == 0 copies x without drawing.
 // T(v) of an f32 value rounds to nearest even; an f64 value goes to bf16/f16 through f32.
 #include <cmath>
@@ -23,6 +23,7 @@
 
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/strided.h"
+#include "core/dropout_bits.h"
 
 namespace tessera {
 
@@ -84,8 +85,9 @@ void CpuBackend::dropout(const Tensor& x, double p, PhiloxState state, const Ten
     const T* in = x.data<T>();
     T* y = out.data<T>();
     A keep_prob = static_cast<A>(1.0 - p);
+    const uint32_t threshold = dropout_threshold(p);
     for (int64_t i = 0; i < n; ++i) {
-      bool keep = static_cast<double>(uint_to_unit_float(philox_word(state, static_cast<uint64_t>(i)))) >= p;
+      bool keep = dropout_bits(state, static_cast<uint64_t>(i)) >= threshold;
       y[i] = keep ? T(static_cast<A>(in[i]) / keep_prob) : T(A(0));
     }
   });

@@ -6,8 +6,8 @@
 // compiler flag can change it.
 //
 // Each thread draws whole Philox blocks (4 words): uniform writes 4 elements per block, normal
-// 2 (Box-Muller uses two words per element), dropout a group of max(4, 16 bytes) elements with
-// 16-byte loads and stores. bf16 dropout multiplies by 1 / keep_prob and divides only near a
+// 2 (Box-Muller uses two words per element); dropout (16 bits per element) takes a group of
+// max(8 elements, 16 bytes) with vector loads and stores. bf16 dropout multiplies by 1 / keep_prob and divides only near a
 // bf16 rounding tie, with the same bits as the division (see kept_value).
 #include <cmath>
 #include <numbers>
@@ -85,7 +85,7 @@ struct DropoutArgs {
   T* out;
   int64_t n;
   PhiloxState state;
-  uint32_t threshold;  // keep = (word >> 8) >= threshold
+  uint32_t threshold;  // keep = 16 random bits >= threshold
   acc_t<T> keep_prob;
   acc_t<T> inverse_keep_prob;  // 1 / keep_prob rounded to nearest
 };
@@ -108,14 +108,14 @@ __device__ __forceinline__ acc_t<T> kept_value(T x, const DropoutArgs<T>& a) {
   }
 }
 
-// Thread-group g handles elements [g * G, g * G + G) with words of Philox blocks g * G / 4 ...
-// (element i uses word i of the draw, as on the CPU). keep = (word >> 8) >= threshold with
-// threshold = ceil(p * 2^24): the same test as the CPU's double(u) >= p, since u = (word >> 8)
-// * 2^-24 exactly. The load is issued before the Philox rounds. (A grid of resident threads
-// that loads its next group during this one's rounds measured slower on an H100.)
+// Thread-group g handles elements [g * G, g * G + G) with Philox blocks g * G / 8 ...: element
+// i uses 16 bits of word i / 2 (high half for even i), as core/random.h's dropout_bits on the
+// CPU, and keep = bits >= threshold = ceil(p * 2^16). The load is issued before the Philox
+// rounds. (A grid of resident threads that loads its next group during this one's rounds
+// measured slower on an H100.)
 template <typename T, int G, bool kVector>
 __global__ void __launch_bounds__(kThreads) dropout_kernel(DropoutArgs<T> a) {
-  static_assert(G % 4 == 0, "a group uses whole Philox blocks");
+  static_assert(G % 8 == 0, "a group uses whole Philox blocks (8 elements each)");
   using A = acc_t<T>;
   const int64_t groups = (a.n + G - 1) / G;
   for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
@@ -129,13 +129,14 @@ __global__ void __launch_bounds__(kThreads) dropout_kernel(DropoutArgs<T> a) {
       for (int k = 0; k < G; ++k) v.v[k] = base + k < a.n ? a.x[base + k] : T{};
     }
 #pragma unroll
-    for (int j = 0; j < G / 4; ++j) {
+    for (int j = 0; j < G / 8; ++j) {
       const cuda::PhiloxWords w =
-          cuda::philox4x32_10(a.state.seed, static_cast<uint64_t>(g * (G / 4) + j), a.state.offset);
+          cuda::philox4x32_10(a.state.seed, static_cast<uint64_t>(g * (G / 8) + j), a.state.offset);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const A kept = kept_value(v.v[4 * j + k], a);
-        v.v[4 * j + k] = cuda::store<T>((w.w[k] >> 8) >= a.threshold ? kept : A(0));
+      for (int k = 0; k < 8; ++k) {
+        const uint32_t bits = k % 2 == 0 ? w.w[k / 2] >> 16 : w.w[k / 2] & 0xFFFFu;
+        const A kept = kept_value(v.v[8 * j + k], a);
+        v.v[8 * j + k] = cuda::store<T>(bits >= a.threshold ? kept : A(0));
       }
     }
     if (whole) {
@@ -201,12 +202,12 @@ void CudaBackend::dropout(const Tensor& x, double p, PhiloxState state, const Te
     using T = decltype(t);
     using A = acc_t<T>;
     if (n == 0) return;
-    const auto threshold = static_cast<uint32_t>(std::ceil(p * 16777216.0));
+    const auto threshold = static_cast<uint32_t>(std::ceil(p * 65536.0));  // dropout_threshold
     const A keep_prob = static_cast<A>(1.0 - p);
     const T* px = static_cast<const T*>(x.data_ptr());
     T* po = static_cast<T*>(out.data_ptr());
     const DropoutArgs<T> a{px, po, n, state, threshold, keep_prob, A(1) / keep_prob};
-    constexpr int G = cuda::kVec16<T> < 4 ? 4 : cuda::kVec16<T>;
+    constexpr int G = cuda::kVec16<T> < 8 ? 8 : cuda::kVec16<T>;
     const unsigned int blocks = blocks_for((n + G - 1) / G);
     if (cuda::is_aligned(a.x, G * sizeof(T)) && cuda::is_aligned(a.out, G * sizeof(T))) {
       dropout_kernel<T, G, true><<<blocks, kThreads, 0, stream()>>>(a);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/dropout_bits.h"
 
 namespace tessera {
 namespace {
@@ -133,7 +134,9 @@ TEST_F(CpuKernels, DropoutKeepsFractionScalesAndReplays) {
   std::vector<float> y = out.to_vector<float>();
   int64_t kept = 0;
   for (int64_t i = 0; i < n; ++i) {
-    bool keep = uint_to_unit_float(philox_word(state, static_cast<uint64_t>(i))) >= p;
+    bool keep = dropout_bits(state, static_cast<uint64_t>(i)) >= dropout_threshold(p);
+    uint32_t word = philox_word(state, static_cast<uint64_t>(i / 2));  // the map written out
+    ASSERT_EQ(keep, (i % 2 == 0 ? word >> 16 : word & 0xFFFF) / 65536.0 >= p) << "element " << i;
     ASSERT_EQ(y[i], keep ? 1.0f / 0.7f : 0.0f) << "element " << i;
     kept += keep;
   }
