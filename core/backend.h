@@ -27,7 +27,7 @@ namespace tessera {
 
 enum class BinaryOp : uint8_t { Add, Sub, Mul, Div, Max, Min, Eq, Gt, Lt };
 enum class UnaryOp : uint8_t { Neg, Exp, Log, Sqrt, Rsqrt, Abs, Relu, Gelu, Silu, Tanh, Sigmoid, Square };
-enum class ReduceOp : uint8_t { Sum, Max, Min };
+enum class RowReduceOp : uint8_t { Sum, Max, Min };
 
 // What the GEMM applies to its result before writing C (fused in cuBLASLt's epilogue).
 enum class GemmEpilogue : uint8_t {
@@ -109,7 +109,7 @@ class Backend {
                                const Tensor& dL_dgate, const Tensor& dL_dup) = 0;
 
   // ---- reductions over the last dim of x [R, C] into out [R] ----
-  virtual void reduce_rows(ReduceOp op, const Tensor& x, const Tensor& out) = 0;
+  virtual void reduce_rows(RowReduceOp op, const Tensor& x, const Tensor& out) = 0;
   virtual void argmax_rows(const Tensor& x, const Tensor& out_i64) = 0;
 
   // ---- matmul: c[batch, M, N] (= or +=, see GemmArgs) a[batch, M, K] b[batch, K, N]; a batch

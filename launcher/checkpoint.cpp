@@ -64,6 +64,10 @@ void write_checkpoint_file(const std::string& path, const TrainingCheckpoint& ch
   file.write_int_attribute("/scheduler", "step", checkpoint.step);
   file.write_uint_attribute("/rng", "dropout_seed", checkpoint.dropout_rng.seed);
   file.write_uint_attribute("/rng", "dropout_offset", checkpoint.dropout_rng.offset);
+  if (checkpoint.model_parallel_rng) {
+    file.write_uint_attribute("/rng", "model_parallel_seed", checkpoint.model_parallel_rng->seed);
+    file.write_uint_attribute("/rng", "model_parallel_offset", checkpoint.model_parallel_rng->offset);
+  }
   file.write_int_attribute("/data", "consumed_samples", checkpoint.consumed_samples);
   file.write_double_attribute("/loss_scaler", "scale", checkpoint.loss_scaler.scale);
   file.write_int_attribute("/loss_scaler", "clean_steps", checkpoint.loss_scaler.clean_steps);
@@ -89,6 +93,10 @@ TrainingCheckpoint read_checkpoint_file(const std::string& path) {
   checkpoint.step = file.read_int_attribute("/scheduler", "step");
   checkpoint.dropout_rng.seed = file.read_uint_attribute("/rng", "dropout_seed");
   checkpoint.dropout_rng.offset = file.read_uint_attribute("/rng", "dropout_offset");
+  if (file.has_attribute("/rng", "model_parallel_seed")) {
+    checkpoint.model_parallel_rng = PhiloxState{file.read_uint_attribute("/rng", "model_parallel_seed"),
+                                                file.read_uint_attribute("/rng", "model_parallel_offset")};
+  }
   checkpoint.consumed_samples = file.read_int_attribute("/data", "consumed_samples");
   checkpoint.loss_scaler.scale = file.read_double_attribute("/loss_scaler", "scale");
   checkpoint.loss_scaler.clean_steps = file.read_int_attribute("/loss_scaler", "clean_steps");

@@ -11,7 +11,10 @@
 //                                     (an f32 parameter is its own master: /model holds it)
 //   /scheduler                  attr step: optimizer steps completed (the iteration; the LR
 //                                     schedule is a function of it)
-//   /rng                        attrs dropout_seed, dropout_offset (the model's Philox stream)
+//   /rng                        attrs dropout_seed, dropout_offset (the model's Philox stream);
+//                                     with tensor parallelism also model_parallel_seed,
+//                                     model_parallel_offset (this tp rank's own stream,
+//                                     parallel/rng_tracker.h)
 //   /data                       attr consumed_samples (the training loader's position)
 //   /loss_scaler                attrs scale (f64), clean_steps, skipped_steps (fp16 dynamic
 //                                     loss scaling; present and unused in bf16/f32 runs)
@@ -23,6 +26,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "core/random.h"
@@ -53,6 +57,7 @@ struct TrainingCheckpoint {
   std::map<std::string, SavedParameter> model;
   OptimizerCheckpoint optimizer;
   PhiloxState dropout_rng;
+  std::optional<PhiloxState> model_parallel_rng;  // tensor-parallel shards only
   int64_t consumed_samples = 0;
   LossScalerState loss_scaler;
 };

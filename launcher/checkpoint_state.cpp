@@ -64,6 +64,7 @@ TrainingCheckpoint capture_training_state(const GptModel& model, const AdamW& op
   }
   checkpoint.optimizer.steps_taken = optimizer.steps_taken();
   checkpoint.dropout_rng = model.dropout_generator().state();
+  if (model.parallelism().tp_size() > 1) checkpoint.model_parallel_rng = model.rng_tracker().fork().state();
   checkpoint.consumed_samples = consumed_samples;
   return checkpoint;
 }
@@ -91,6 +92,12 @@ void restore_training_state(const TrainingCheckpoint& checkpoint, const std::str
   }
   optimizer.set_steps_taken(saved.steps_taken);
   model.dropout_generator().set_state(checkpoint.dropout_rng);
+  if (model.parallelism().tp_size() > 1) {
+    TS_CHECK(checkpoint.model_parallel_rng.has_value(), source,
+             ": the checkpoint has no model-parallel random stream (/rng model_parallel_seed); it was not saved by a "
+             "tensor-parallel run");
+    model.rng_tracker().fork().set_state(*checkpoint.model_parallel_rng);
+  }
 }
 
 }  // namespace tessera

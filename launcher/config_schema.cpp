@@ -38,6 +38,12 @@ const std::vector<KeySpec>& config_schema() {
       {"parallel", "context_parallel_size", K::Int, "1", "context-parallel ranks", 1},
       {"parallel", "sequence_parallel", K::Bool, "false", "shard norms/dropout along the sequence (needs TP > 1)"},
       {"parallel", "zero_stage", K::Int, "0", "ZeRO stage (3 = FSDP)", 0.0, 3.0},
+      {"parallel", "ddp_bucket_size_mb", K::Float, "40",
+       "data-parallel gradient all-reduce bucket size in MiB of f32 gradients (smaller buckets start reducing "
+       "earlier in backward, larger ones make fewer calls)", 0.0},
+      {"parallel", "distributed_timeout_minutes", K::Float, "10",
+       "a collective unfinished after this long is a hang: the watchdog names it, dumps every rank's flight "
+       "recorder into RUN_DIR/flight_recorder (read it with `tessera doctor hang RUN_DIR`) and ends the job", 0.0},
       // data
       {"data", "data_path", K::StringList, "", "indexed datasets: [prefix] or [weight, prefix, weight, prefix, ...]",
        {}, {}, {}, true},

@@ -2,19 +2,24 @@
 //   tessera info        build configuration and visible GPUs
 //   tessera toy-train   train an MLP on the two-spirals task on CPU (end-to-end smoke run)
 //   tessera preprocess  tokenize text/JSONL into a Megatron .bin/.idx indexed dataset
-//   tessera train       pretrain a model from a recipe YAML
+//   tessera train       pretrain a model from a recipe YAML (one process, or every rank of
+//                       mpirun / srun; MPI is initialised for this subcommand only)
 //   tessera generate    sample text from a checkpoint (KV cache, temperature/top-k/top-p)
-#include <CLI/CLI.hpp>
+//   tessera doctor      diagnose a run: `doctor hang RUN_DIR` names the rank and collective that
+//                       diverged, from the flight-recorder dumps of a hung multi-rank run
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "core/check.h"
 #include "core/cuda/runtime.h"
+#include "launcher/doctor_command.h"
 #include "launcher/generate_command.h"
 #include "launcher/preprocess_command.h"
 #include "launcher/toy_train.h"
 #include "launcher/train_command.h"
+#include "parallel/mpi_runtime.h"
 
 namespace {
 
@@ -33,8 +38,10 @@ int run_info() {
 int run_toy_train(const tessera::ToyTrainOptions& options) {
   fmt::print("tessera toy-train: MLP 2-{}-{}-{} on two spirals ({} points), SGD lr {} momentum {}\n", options.hidden,
              options.hidden, options.classes, options.points_per_class * options.classes, options.lr, options.momentum);
-  tessera::ToyTrainResult result =
-      tessera::run_toy_training(options, [](const std::string& line) { fmt::print("{}\n", line); std::fflush(stdout); });
+  tessera::ToyTrainResult result = tessera::run_toy_training(options, [](const std::string& line) {
+    fmt::print("{}\n", line);
+    std::fflush(stdout);
+  });
   fmt::print("done in {:.1f}s: final loss {:.4f}, train accuracy {:.1f}%\n", result.seconds, result.final_loss,
              100.0 * result.accuracy);
   return 0;
@@ -58,13 +65,19 @@ int main(int argc, char** argv) {
   CLI::App* train = tessera::add_train_subcommand(app, train_options);
   tessera::GenerateCommandOptions generate_options;
   CLI::App* generate = tessera::add_generate_subcommand(app, generate_options);
+  tessera::DoctorOptions doctor_options;
+  CLI::App* doctor = tessera::add_doctor_subcommand(app, doctor_options);
   CLI11_PARSE(app, argc, argv);
   try {
     if (*info) return run_info();
     if (*toy_train) return run_toy_train(toy);
     if (*preprocess) return tessera::run_preprocess_command(preprocess_options);
-    if (*train) return tessera::run_train_command(train_options);
+    if (*train) {
+      tessera::MpiRuntime runtime(&argc, &argv);  // a process started without mpirun is a singleton world
+      return tessera::run_train_command(train_options, runtime);
+    }
     if (*generate) return tessera::run_generate_command(generate_options);
+    if (*doctor) return tessera::run_doctor_command(doctor_options);
   } catch (const tessera::Error& e) {
     fmt::print(stderr, "tessera: error: {}\n", e.what());
     return 1;

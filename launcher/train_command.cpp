@@ -2,13 +2,94 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <optional>
 
 #include "launcher/recipe.h"
 #include "launcher/train_config.h"
 #include "launcher/trainer.h"
+#include "launcher/world_communicator.h"
+#include "parallel/flight_recorder.h"
+#include "parallel/monitored_communicator.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/preflight.h"
+#include "parallel/watchdog.h"
 
 namespace tessera {
+
+namespace {
+
+// Runs `check` on every rank, then agrees over `world`: when any rank failed, the lowest one
+// prints its error and every rank gets false.
+bool agreed(Communicator& world, const std::function<void()>& check) {
+  std::string error;
+  try {
+    check();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  Tensor failed = Tensor::zeros({world.size()}, DType::I32);
+  failed.data<int32_t>()[world.rank()] = error.empty() ? 0 : 1;
+  world.all_reduce(failed, ReduceOp::Sum);
+  std::vector<int32_t> flags = failed.to_vector<int32_t>();
+  int first = int(std::find(flags.begin(), flags.end(), 1) - flags.begin());
+  if (first == world.rank()) {
+    fmt::print(stderr, "tessera: error{}: {}\n", world.size() > 1 ? fmt::format(" (rank {})", first) : "", error);
+  }
+  return first == world.size();
+}
+
+// A multi-rank run: every collective goes through the flight recorder, a watchdog turns a
+// hang (or an error on one rank) into dumps of every rank's recorder and the end of the job,
+// and a pre-flight all_reduce over every group checks the links before the first step.
+void train_ranks(const TrainConfig& config, const LaunchContext& launch, Communicator& host_world,
+                 const Trainer::Log& log) {
+  auto recorder = std::make_shared<FlightRecorder>(launch.rank, launch.world_size);
+  MonitoredCommunicator world(make_world_communicator(host_world, config.device), recorder);
+  WatchdogOptions watch;
+  watch.timeout = std::chrono::milliseconds(static_cast<int64_t>(config.distributed_timeout_minutes * 60'000.0));
+  watch.dump_dir = std::filesystem::path(config.run_dir) / "flight_recorder";
+  watch.dump_on_sigterm = true;  // Slurm's time limit
+  watch.abort = abort_mpi_job;
+  Watchdog watchdog(recorder, watch);
+  try {
+    ProcessGroups groups(world, config.layout);
+    // A link that hangs fails in a minute here, not after the full timeout at step 1.
+    watchdog.set_timeout(std::min(watch.timeout, std::chrono::milliseconds(60'000)));
+    preflight_check(world, groups, [&](const std::string& line) {
+      if (launch.rank == 0) log(line);
+    });
+    watchdog.set_timeout(watch.timeout);
+    Trainer(config, log, &groups).run();
+  } catch (const std::exception& e) {
+    // The other ranks may be waiting for this one in a collective: dump every rank, end the job.
+    fmt::print(stderr, "tessera: error (rank {} of {}): {}\n", launch.rank, launch.world_size, e.what());
+    std::fflush(stderr);
+    watchdog.abort_job(fmt::format("rank {}: {}", launch.rank, e.what()));
+  }
+}
+
+void train(const TrainCommandOptions& options, const TrainConfig& config, const LaunchContext& launch,
+           Communicator& host_world) {
+  const bool logs = launch.rank == 0;
+  if (logs) fmt::print("resolved configuration ({}):\n{}", options.recipe, config.resolved_yaml);
+  Trainer::Log log = [](const std::string& line) {
+    fmt::print("{}\n", line);
+    std::fflush(stdout);
+  };
+  if (launch.world_size == 1) {
+    Trainer(config, log).run();
+    return;
+  }
+  train_ranks(config, launch, host_world, log);
+}
+
+}  // namespace
 
 CLI::App* add_train_subcommand(CLI::App& app, TrainCommandOptions& options) {
   CLI::App* train = app.add_subcommand("train", "Pretrain a GPT or Llama model from a recipe YAML");
@@ -17,15 +98,26 @@ CLI::App* add_train_subcommand(CLI::App& app, TrainCommandOptions& options) {
   return train;
 }
 
-int run_train_command(const TrainCommandOptions& options) {
-  Recipe recipe = Recipe::load(options.recipe, options.overrides);
-  TrainConfig config = train_config_from_recipe(recipe);
-  fmt::print("resolved configuration ({}):\n{}", options.recipe, config.resolved_yaml);
-  Trainer trainer(config, [](const std::string& line) {
-    fmt::print("{}\n", line);
-    std::fflush(stdout);
+int run_train_command(const TrainCommandOptions& options, const MpiRuntime& runtime) {
+  LaunchContext launch = launch_context(runtime);
+  MpiCommunicator host_world(MPI_COMM_WORLD, "world");
+  std::optional<TrainConfig> config;
+  bool valid = agreed(host_world, [&] {
+    config = train_config_from_recipe(Recipe::load(options.recipe, options.overrides), launch);
+    check_world_backend(config->device, launch.world_size);
   });
-  trainer.run();
+  if (!valid) return 1;
+  try {
+    train(options, *config, launch, host_world);
+  } catch (const std::exception& e) {
+    if (launch.world_size > 1) {  // before the watchdog exists (the backend's setup): end the job
+      fmt::print(stderr, "tessera: error (rank {} of {}): {}\n", launch.rank, launch.world_size, e.what());
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    fmt::print(stderr, "tessera: error: {}\n", e.what());
+    return 1;
+  }
   return 0;
 }
 

@@ -1,11 +1,18 @@
 // `tessera train RECIPE [section.key=value ...]`: loads and validates the recipe (every error
 // before any work starts), prints the resolved configuration, and runs the pretraining loop.
+//
+// Under mpirun / srun every rank runs this. The layout (parallel.*) is checked against the
+// world size on every rank before anything is allocated; if any rank finds a problem, the lowest
+// such rank prints its one-line error and every rank exits with status 1 (nothing is written).
+// Later errors may hit one rank while the others wait in a collective, so that rank prints its
+// error, naming itself, and aborts the whole job. Only global rank 0 prints progress.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
+#include "parallel/mpi_runtime.h"
 
 namespace tessera {
 
@@ -15,6 +22,7 @@ struct TrainCommandOptions {
 };
 
 CLI::App* add_train_subcommand(CLI::App& app, TrainCommandOptions& options);
-int run_train_command(const TrainCommandOptions& options);
+// Returns the process's exit status; reports its errors itself.
+int run_train_command(const TrainCommandOptions& options, const MpiRuntime& runtime);
 
 }  // namespace tessera

@@ -44,17 +44,44 @@ TransformerConfig model_config_from_recipe(const Recipe& r) {
 
 namespace {
 
-void check_layout(const Recipe& r) {
-  for (const char* key : {"parallel.tensor_model_parallel_size", "parallel.pipeline_model_parallel_size",
-                          "parallel.context_parallel_size", "parallel.virtual_pipeline_model_parallel_size"}) {
-    TS_CHECK(r.get_int(key) == 1, r.origin(key), ": ", key, " = ", r.get_int(key),
-             ": this build trains on one rank only (model parallelism arrives with the distributed runtime); set it "
-             "to 1");
+constexpr const char* kTp = "parallel.tensor_model_parallel_size";
+
+// Parallelism that later issues bring: refused with what brings it.
+void check_not_yet_supported(const Recipe& r) {
+  const std::pair<const char*, const char*> later[] = {
+      {"parallel.pipeline_model_parallel_size", "pipeline parallelism arrives with the pipeline schedules"},
+      {"parallel.virtual_pipeline_model_parallel_size", "interleaved pipelines arrive with the pipeline schedules"},
+      {"parallel.context_parallel_size", "context parallelism arrives with ring attention"}};
+  for (const auto& [key, reason] : later) {
+    TS_CHECK(r.get_int(key) == 1, r.origin(key), ": ", key, " = ", r.get_int(key), ": ", reason, "; set it to 1");
   }
-  TS_CHECK(!r.get_bool("parallel.sequence_parallel"), r.origin("parallel.sequence_parallel"),
-           ": parallel.sequence_parallel needs tensor_model_parallel_size > 1");
   TS_CHECK(r.get_int("parallel.zero_stage") == 0, r.origin("parallel.zero_stage"),
-           ": parallel.zero_stage > 0 needs data-parallel ranks; set it to 0 for a single-rank run");
+           ": parallel.zero_stage = ", r.get_int("parallel.zero_stage"),
+           ": ZeRO arrives with the distributed optimizer; set it to 0 (plain data parallelism)");
+}
+
+// tp from the recipe, dp from what is left of the world; checked against the world and the model.
+ParallelLayout layout_from(const Recipe& r, int world_size, const TransformerConfig& model, int64_t seq_length) {
+  check_not_yet_supported(r);
+  ParallelLayout layout;
+  layout.tp = int(r.get_int(kTp));
+  TS_CHECK(world_size % layout.tp == 0, r.origin(kTp), ": ", kTp, " = ", layout.tp, " does not divide the ", world_size,
+           " launched rank(s); launch a multiple of ", layout.tp, " ranks or change it");
+  layout.dp = world_size / layout.tp;
+  validate_layout(layout, world_size);
+  try {
+    validate_layout_for_model(layout, model.num_attention_heads, model.num_query_groups);
+  } catch (const Error& e) {
+    TS_CHECK(false, r.origin(kTp), ": ", kTp, " = ", layout.tp, ": ", e.what(), " (model.num_attention_heads ",
+             model.num_attention_heads, ", model.num_query_groups ", model.num_query_groups, ")");
+  }
+  if (r.get_bool("parallel.sequence_parallel")) {
+    TS_CHECK(layout.tp > 1, r.origin("parallel.sequence_parallel"),
+             ": parallel.sequence_parallel needs tensor_model_parallel_size > 1");
+    TS_CHECK(seq_length % layout.tp == 0, r.origin("data.seq_length"), ": data.seq_length ", seq_length,
+             " must be divisible by ", kTp, " ", layout.tp, " with parallel.sequence_parallel");
+  }
+  return layout;
 }
 
 void check_data_paths(const Recipe& r, const std::vector<std::string>& words) {
@@ -69,22 +96,21 @@ void check_data_paths(const Recipe& r, const std::vector<std::string>& words) {
   }
 }
 
-Device device_from(const Recipe& r) {
+Device device_from(const Recipe& r, const LaunchContext& launch) {
   std::string name = r.get_string("train.device");
   int gpus = cuda_device_count();
-  if (name == "auto") return gpus > 0 ? Device::cuda(0) : Device::cpu();
-  if (name == "cuda") {
-    TS_CHECK(gpus > 0, r.origin("train.device"), ": train.device = cuda but no GPU is visible; use cpu or auto");
-    return Device::cuda(0);
-  }
-  return Device::cpu();
+  if (name == "cpu" || (name == "auto" && gpus == 0)) return Device::cpu();
+  TS_CHECK(gpus > 0, r.origin("train.device"), ": train.device = cuda but no GPU is visible; use cpu or auto");
+  TS_CHECK(launch.local_rank < gpus, r.origin("train.device"), ": train.device = ", name, ": rank ", launch.rank,
+           " is local rank ", launch.local_rank, " of its node but only ", gpus, " GPU(s) are visible; launch at most ",
+           gpus, " ranks per node");
+  return Device::cuda(launch.local_rank);
 }
 
 }  // namespace
 
-TrainConfig train_config_from_recipe(const Recipe& r, int64_t data_parallel_size) {
+TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launch) {
   TrainConfig c;
-  check_layout(r);
   c.model = model_config_from_recipe(r);
   c.recompute = r.get_string("model.recompute_granularity") == "full";
   c.data_path = r.get_list("data.data_path");
@@ -94,6 +120,14 @@ TrainConfig train_config_from_recipe(const Recipe& r, int64_t data_parallel_size
   TS_CHECK(c.seq_length <= c.model.max_position_embeddings, r.origin("data.seq_length"), ": data.seq_length ",
            c.seq_length, " exceeds the model's max_position_embeddings ", c.model.max_position_embeddings);
   c.num_workers = r.get_int("data.num_workers");
+  c.layout = layout_from(r, launch.world_size, c.model, c.seq_length);
+  c.sequence_parallel = r.get_bool("parallel.sequence_parallel");
+  c.ddp_bucket_size_mb = r.get_float("parallel.ddp_bucket_size_mb");
+  TS_CHECK(c.ddp_bucket_size_mb > 0.0, r.origin("parallel.ddp_bucket_size_mb"),
+           ": parallel.ddp_bucket_size_mb must be > 0, got ", c.ddp_bucket_size_mb);
+  c.distributed_timeout_minutes = r.get_float("parallel.distributed_timeout_minutes");
+  TS_CHECK(c.distributed_timeout_minutes > 0.0, r.origin("parallel.distributed_timeout_minutes"),
+           ": parallel.distributed_timeout_minutes must be > 0, got ", c.distributed_timeout_minutes);
 
   c.adamw.lr = r.get_float("optimizer.lr");
   c.adamw.beta1 = r.get_float("optimizer.adam_beta1");
@@ -104,17 +138,22 @@ TrainConfig train_config_from_recipe(const Recipe& r, int64_t data_parallel_size
 
   c.micro_batch_size = r.get_int("train.micro_batch_size");
   c.global_batch_size = r.get_int("train.global_batch_size");
-  c.data_parallel_size = data_parallel_size;
-  TS_CHECK(c.global_batch_size % (c.micro_batch_size * data_parallel_size) == 0, r.origin("train.global_batch_size"),
+  TS_CHECK(c.global_batch_size % (c.micro_batch_size * c.layout.dp) == 0, r.origin("train.global_batch_size"),
            ": train.global_batch_size ", c.global_batch_size, " is not divisible by train.micro_batch_size ",
-           c.micro_batch_size, " x data-parallel size ", data_parallel_size);
+           c.micro_batch_size, " x data-parallel size ", c.layout.dp, " (world ", launch.world_size, " / ", kTp, " ",
+           c.layout.tp, ")");
   c.train_iters = r.get_int("train.train_iters");
   c.eval_interval = r.get_int("train.eval_interval");
   c.eval_iters = r.get_int("train.eval_iters");
   c.seed = static_cast<uint64_t>(r.get_int("train.seed"));
   std::string precision = r.get_string("train.precision");
   c.precision = precision == "bf16" ? Precision::BF16 : precision == "fp16" ? Precision::FP16 : Precision::FP32;
-  c.device = device_from(r);
+  c.device = device_from(r, launch);
+  // The fp16 loss scaler decides to skip a step from this rank's gradients alone; tp ranks hold
+  // different shards, so they could disagree.
+  TS_CHECK(c.precision != Precision::FP16 || c.layout.tp == 1, r.origin("train.precision"),
+           ": train.precision = fp16 with ", kTp, " = ", c.layout.tp,
+           " is not supported (the overflow check is not agreed across tp ranks); use bf16");
   c.resume = r.get_string("train.resume");
   if (r.has("train.exit_interval")) c.exit_interval = r.get_int("train.exit_interval");
 

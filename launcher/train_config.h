@@ -1,7 +1,9 @@
-// Everything a pretraining run needs, resolved from a recipe and checked for consistency
-// before any work starts (batch sizes that do not divide, sequences longer than the model,
-// missing data files, layouts this build cannot run): each problem is a one-line error that
-// names the recipe key.
+// Everything a pretraining run needs, resolved from a recipe and the launch (world size, local
+// rank) and checked for consistency before any work starts (batch sizes that do not divide,
+// sequences longer than the model, missing data files, parallel layouts that do not fit the
+// world or the model, layouts this build cannot run yet): each problem is a one-line error that
+// names the recipe key. The parallel layout follows Megatron: data_parallel_size is what is
+// left of the world after the model-parallel sizes, world / (tp x pp x cp).
 #pragma once
 
 #include <optional>
@@ -13,6 +15,8 @@
 #include "models/transformer_config.h"
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
+#include "parallel/mpi_runtime.h"
+#include "parallel/process_groups.h"
 
 namespace tessera {
 
@@ -31,15 +35,19 @@ struct TrainConfig {
   double clip_grad = 1.0;
   LrScheduleOptions schedule;
 
+  ParallelLayout layout;  // tp, pp, dp, cp of the launch (dp = world / (tp x pp x cp))
+  bool sequence_parallel = false;
+  double ddp_bucket_size_mb = 40.0;  // DistributedDataParallel's gradient bucket target
+  double distributed_timeout_minutes = 10.0;  // the watchdog's hang timeout (multi-rank runs)
+
   int64_t micro_batch_size = 1;
   int64_t global_batch_size = 1;
-  int64_t data_parallel_size = 1;
   int64_t train_iters = 1;
   int64_t eval_interval = 1000;
   int64_t eval_iters = 10;
   uint64_t seed = 1234;
   Precision precision = Precision::BF16;
-  Device device = Device::cpu();
+  Device device = Device::cpu();  // cuda:local_rank for GPU runs
   std::string resume = "auto";
   std::optional<int64_t> exit_interval;  // steps this job runs before saving and exiting
 
@@ -51,12 +59,13 @@ struct TrainConfig {
 
   std::string resolved_yaml;  // the recipe with every default filled in
 
-  int64_t grad_accumulation_steps() const { return global_batch_size / (micro_batch_size * data_parallel_size); }
+  int64_t grad_accumulation_steps() const { return global_batch_size / (micro_batch_size * layout.dp); }
   int64_t tokens_per_step() const { return global_batch_size * seq_length; }
 };
 
-// data_parallel_size comes from the launch (world size / model-parallel sizes).
-TrainConfig train_config_from_recipe(const Recipe& recipe, int64_t data_parallel_size = 1);
+// `launch` gives the world size (the layout must fit it) and the local rank (the GPU); the
+// default is a single process.
+TrainConfig train_config_from_recipe(const Recipe& recipe, const LaunchContext& launch = {});
 
 // The model section alone (a preset with its overrides), validated; what generation rebuilds
 // from the configuration a checkpoint saved.

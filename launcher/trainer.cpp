@@ -17,10 +17,12 @@
 #include "data/blended_dataset_builder.h"
 #include "data/loader.h"
 #include "launcher/checkpoint_directory.h"
+#include "launcher/checkpoint_shards.h"
 #include "launcher/checkpoint_state.h"
 #include "models/gpt_model.h"
 #include "optim/grad_norm.h"
 #include "optim/loss_scaler.h"
+#include "parallel/distributed_data_parallel.h"
 
 namespace tessera {
 
@@ -55,6 +57,19 @@ void zero_grads(const std::vector<Tensor>& parameters) {
   }
 }
 
+// Sums `values` over the ranks of `comm` (f64, on the communicator's device).
+std::vector<double> sum_over(Communicator& comm, const std::vector<double>& values) {
+  Tensor t = Tensor::from_vector(values, {int64_t(values.size())}).to(comm.device());
+  comm.all_reduce(t, ReduceOp::Sum);
+  return t.to_vector<double>();
+}
+
+// A barrier over every rank of the grid: successive barriers along each axis order every rank
+// after all the others have arrived.
+void barrier_over_every_rank(const ProcessGroups& groups) {
+  for (Communicator* axis : {&groups.tp(), &groups.cp(), &groups.dp(), &groups.pp()}) axis->barrier();
+}
+
 std::shared_ptr<const TokenSampleDataset> require(std::shared_ptr<const TokenSampleDataset> d, const char* what) {
   TS_CHECK(d != nullptr, "data.split gives the ", what, " split no documents; give it a non-zero share");
   return d;
@@ -83,23 +98,42 @@ struct RunFiles {
   }
 };
 
+// Where this process sits in the run; a single process when there are no groups.
+struct RankRole {
+  const ProcessGroups* groups = nullptr;
+  bool logs = true;            // global rank 0: logs and writes the run directory
+  bool saves = true;           // data-parallel rank 0: saves its tensor-parallel rank's checkpoint
+  std::string checkpoint_dir;  // this tensor-parallel rank's folder of checkpoint.save
+
+  RankRole(const TrainConfig& c, const ProcessGroups* g) : groups(g) {
+    ParallelCoords at = groups ? groups->coords() : ParallelCoords{};
+    logs = at == ParallelCoords{};
+    saves = at.dp == 0 && at.cp == 0;
+    checkpoint_dir = tensor_parallel_checkpoint_directory(c.save_dir, at.tp, c.layout.tp);
+  }
+};
+
 // One call of Trainer::run: the model, optimizer, data and files, and the loop over steps.
 class TrainingRun {
  public:
-  TrainingRun(const TrainConfig& config, const Trainer::Log& log);
+  TrainingRun(const TrainConfig& config, const Trainer::Log& log, const RankRole& role);
   TrainResult run(int64_t last_step);
 
  private:
   int64_t resume();  // the first step to run
+  void zero_gradients();
   StepMetrics train_step(int64_t step);
+  double grad_norm_squared_of_model() const;
   void record(const StepMetrics& m);
   void evaluate(int64_t step);
   void save(int64_t step);
 
   const TrainConfig& c_;
   const Trainer::Log& log_;
-  RunFiles files_;
+  const RankRole& role_;
+  std::unique_ptr<RunFiles> files_;  // on the logging rank only
   GptModel model_;
+  std::unique_ptr<DistributedDataParallel> ddp_;  // with process groups
   std::vector<Tensor> parameters_;
   AdamW optimizer_;
   LrSchedule schedule_;
@@ -112,30 +146,65 @@ class TrainingRun {
   TrainResult result_;
 };
 
-TrainingRun::TrainingRun(const TrainConfig& config, const Trainer::Log& log)
+// With process groups, gradients live in DDP's f32 buffer; alone, 16-bit parameters get f32
+// buffers of their own and f32 ones accumulate as autograd allocates.
+std::unique_ptr<DistributedDataParallel> make_ddp(const TrainConfig& c, const RankRole& role, const GptModel& model) {
+  if (!role.groups) return nullptr;
+  return std::make_unique<DistributedDataParallel>(
+      model.parameters(), role.groups->dp(),
+      DdpOptions{.bucket_size_mb = c.ddp_bucket_size_mb, .reduction = ReduceOp::Sum});
+}
+
+TrainingRun::TrainingRun(const TrainConfig& config, const Trainer::Log& log, const RankRole& role)
     : c_(config),
       log_(log),
-      files_(config),
-      model_(config.model, config.seed, ParamOptions{parameter_dtype(config), config.device}),
-      parameters_(parameters_with_f32_grads(model_)),
+      role_(role),
+      files_(role.logs ? std::make_unique<RunFiles>(config) : nullptr),
+      model_(config.model, config.seed, ParamOptions{parameter_dtype(config), config.device},
+             ModelParallelism{.tp = role.groups ? &role.groups->tp() : nullptr,
+                              .sequence_parallel = config.sequence_parallel}),
+      ddp_(make_ddp(config, role, model_)),
+      parameters_(ddp_ ? model_.parameters() : parameters_with_f32_grads(model_)),
       optimizer_(parameters_, config.adamw),
       schedule_(config.schedule),
       flops_per_step_(config.model.training_flops_per_token(config.seq_length) * double(config.tokens_per_step())),
       peak_tflops_(peak_bf16_tflops(config.device)) {
   model_.set_recompute(c_.recompute);
   loader_options_.micro_batch_size = c_.micro_batch_size;
+  loader_options_.data_parallel_size = c_.layout.dp;
+  loader_options_.data_parallel_rank = role.groups ? role.groups->coords().dp : 0;
+  if (ddp_) {
+    log_(fmt::format("data parallel over {} rank(s): f32 gradient buffer {:.2f} MiB in {} bucket(s) (target {} MiB)",
+                     c_.layout.dp, double(ddp_->grad_buffer_bytes()) / double(1 << 20), ddp_->buckets().size(),
+                     c_.ddp_bucket_size_mb));
+  }
 }
 
 int64_t TrainingRun::resume() {
   auto warn = [&](const std::string& message) { log_("warning: " + message); };
-  std::vector<CheckpointFileEntry> existing = list_checkpoints(c_.save_dir);
+  const int tp = c_.layout.tp, tp_rank = role_.groups ? role_.groups->coords().tp : 0;
+  check_checkpoint_directory_tensor_parallel_size(c_.save_dir, tp, "checkpoint.save");
+  std::vector<CheckpointFileEntry> existing = list_checkpoints(role_.checkpoint_dir);
   if (c_.resume == "none" && !existing.empty()) {
     warn(
         fmt::format("train.resume=none, but {} already holds {} checkpoint(s) up to {}: saves of the same step "
                     "replace them, and a later train.resume=auto picks the highest step",
-                    c_.save_dir, existing.size(), existing.back().path));
+                    role_.checkpoint_dir, existing.size(), existing.back().path));
   }
-  std::optional<LoadedCheckpoint> loaded = load_checkpoint_for_resume(c_.resume, c_.save_dir, warn);
+  std::optional<LoadedCheckpoint> loaded =
+      load_checkpoint_for_resume(tensor_parallel_resume(c_.resume, tp_rank, tp), role_.checkpoint_dir, warn);
+  if (loaded) check_checkpoint_tensor_parallel_size(loaded->checkpoint, loaded->path, tp);
+  if (role_.groups) {
+    // Every tensor-parallel shard must resume from the same step (a crash can leave one shard
+    // folder a checkpoint ahead of another).
+    double step = loaded ? double(loaded->checkpoint.step) : 0.0;
+    Tensor extremes = Tensor::from_vector(std::vector<double>{step, -step}, {2}).to(role_.groups->tp().device());
+    role_.groups->tp().all_reduce(extremes, ReduceOp::Max);
+    std::vector<double> e = extremes.to_vector<double>();
+    TS_CHECK(e[0] == -e[1], "train.resume: the tensor-parallel shard folders of ", c_.save_dir,
+             " resume from different steps (", -e[1], " to ", e[0],
+             "); delete the newer checkpoint where only some shards have it, or resume from another directory");
+  }
   if (!loaded) {
     if (c_.resume != "none" && !c_.save_dir.empty())
       log_(fmt::format("no checkpoint in {}; starting from scratch", c_.save_dir));
@@ -162,24 +231,54 @@ TrainResult TrainingRun::run(int64_t last_step) {
     log_(fmt::format("the checkpoint is at step {}; nothing to train up to step {}", first_step - 1, last_step));
     return std::move(result_);
   }
-  datasets_ = build_datasets(c_);
+  if (role_.groups) {
+    // Global rank 0 builds and caches the sample indices first; the others then load its cache
+    // instead of each building the same files (Megatron's order).
+    if (role_.logs) datasets_ = build_datasets(c_);
+    barrier_over_every_rank(*role_.groups);
+    if (!role_.logs) datasets_ = build_datasets(c_);
+  } else {
+    datasets_ = build_datasets(c_);
+  }
   loader_ = std::make_unique<DataLoader>(require(datasets_[0], "train"), loader_options_);
   reset_peak_memory(c_.device);
   for (int64_t step = first_step; step <= last_step; ++step) {
     record(train_step(step));
     if (step % c_.eval_interval == 0 || step == c_.train_iters) evaluate(step);
-    if (!c_.save_dir.empty() && (step % c_.save_interval == 0 || step == last_step)) save(step);
+    if (role_.saves && !c_.save_dir.empty() && (step % c_.save_interval == 0 || step == last_step)) save(step);
   }
   return std::move(result_);
 }
 
+void TrainingRun::zero_gradients() {
+  if (ddp_) {
+    ddp_->zero_grad();
+  } else {
+    zero_grads(parameters_);
+  }
+}
+
+// After DDP every rank holds the whole batch's gradients; under tensor parallelism the squares
+// of sharded parameters are summed over tp and replicated ones counted once.
+double TrainingRun::grad_norm_squared_of_model() const {
+  if (c_.layout.tp == 1) return grad_norm_squared(parameters_);
+  std::vector<bool> sharded = model_.parameter_is_tensor_parallel_sharded();
+  std::vector<Tensor> replicated_parameters, sharded_parameters;
+  for (size_t i = 0; i < parameters_.size(); ++i)
+    (sharded[i] ? sharded_parameters : replicated_parameters).push_back(parameters_[i]);
+  return grad_norm_squared(replicated_parameters) +
+         sum_over(role_.groups->tp(), {grad_norm_squared(sharded_parameters)})[0];
+}
+
 StepMetrics TrainingRun::train_step(int64_t step) {
   auto start = Clock::now();
-  zero_grads(parameters_);
+  zero_gradients();
   // Every token of the global batch weighs 1 / (tokens in the global batch).
   double inv_tokens = 1.0 / double(c_.tokens_per_step());
   double loss_sum = 0.0;
   for (int64_t micro = 0; micro < c_.grad_accumulation_steps(); ++micro) {
+    std::optional<DistributedDataParallel::NoSyncScope> accumulate_only;  // all but the last micro-batch
+    if (ddp_ && micro + 1 < c_.grad_accumulation_steps()) accumulate_only.emplace(*ddp_);
     std::optional<MicroBatch> mb = loader_->next();
     TS_CHECK(mb.has_value(), "the training data ran out at step ", step, " (consumed ", loader_->consumed_samples(),
              " samples)");
@@ -189,12 +288,17 @@ StepMetrics TrainingRun::train_step(int64_t step) {
     scaled.backward();
     loss_sum += loss.item();
   }
+  if (ddp_) {
+    ddp_->finish_grad_sync();
+    model_.finalize_tensor_parallel_grads();  // sequence parallelism's partial norm/bias gradients
+    loss_sum = sum_over(role_.groups->dp(), {loss_sum})[0];
+  }
   bool take_step = c_.precision != Precision::FP16 || scaler_.unscale_and_update(parameters_);
   StepMetrics m;
   m.step = step;
   m.loss = loss_sum * inv_tokens;
   m.lr = schedule_.at(step);
-  m.grad_norm = std::sqrt(grad_norm_squared(parameters_));
+  m.grad_norm = std::sqrt(grad_norm_squared_of_model());
   m.skipped = !take_step;
   if (take_step) {
     optimizer_.set_learning_rate(m.lr);
@@ -203,7 +307,7 @@ StepMetrics TrainingRun::train_step(int64_t step) {
   m.peak_memory_bytes = memory_stats(c_.device).peak_bytes;  // reading it waits for the step
   m.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   m.tokens_per_second = double(c_.tokens_per_step()) / m.seconds;
-  m.tflops_per_device = flops_per_step_ / m.seconds / 1e12 / double(c_.data_parallel_size);
+  m.tflops_per_device = flops_per_step_ / m.seconds / 1e12 / double(c_.layout.product());
   m.mfu = peak_tflops_ > 0.0 ? m.tflops_per_device / peak_tflops_ : 0.0;
   return m;
 }
@@ -218,24 +322,27 @@ void TrainingRun::record(const StepMetrics& m) {
                     peak_tflops_ > 0.0 ? fmt::format("{:.1f}%", 100.0 * m.mfu) : std::string("n/a"),
                     double(m.peak_memory_bytes) / double(1 << 30), m.skipped ? " | skipped (inf/nan)" : ""));
   }
-  files_.metrics << nlohmann::json{{"step", m.step},
-                                   {"loss", m.loss},
-                                   {"lr", m.lr},
-                                   {"grad_norm", m.grad_norm},
-                                   {"seconds", m.seconds},
-                                   {"tokens_per_second", m.tokens_per_second},
-                                   {"tflops", m.tflops_per_device},
-                                   {"mfu", m.mfu},
-                                   {"peak_memory_bytes", m.peak_memory_bytes}}
-                        .dump()
-                 << "\n";
+  if (!files_) return;
+  files_->metrics << nlohmann::json{{"step", m.step},
+                                    {"loss", m.loss},
+                                    {"lr", m.lr},
+                                    {"grad_norm", m.grad_norm},
+                                    {"seconds", m.seconds},
+                                    {"tokens_per_second", m.tokens_per_second},
+                                    {"tflops", m.tflops_per_device},
+                                    {"mfu", m.mfu},
+                                    {"peak_memory_bytes", m.peak_memory_bytes}}
+                         .dump()
+                  << "\n";
 }
 
 void TrainingRun::evaluate(int64_t step) {
   if (c_.eval_iters == 0 || !datasets_[1]) return;
   NoGradGuard no_grad;
   model_.eval();
-  DataLoader valid(datasets_[1], DataLoaderOptions{.micro_batch_size = c_.micro_batch_size});
+  DataLoader valid(datasets_[1], DataLoaderOptions{.micro_batch_size = c_.micro_batch_size,
+                                                   .data_parallel_rank = loader_options_.data_parallel_rank,
+                                                   .data_parallel_size = loader_options_.data_parallel_size});
   double loss_sum = 0.0, tokens = 0.0;
   for (int64_t i = 0; i < c_.eval_iters * c_.grad_accumulation_steps(); ++i) {
     std::optional<MicroBatch> mb = valid.next();
@@ -244,11 +351,16 @@ void TrainingRun::evaluate(int64_t step) {
     tokens += double(mb->rows * mb->sequence_length);
   }
   model_.train();
+  if (role_.groups) {
+    std::vector<double> sums = sum_over(role_.groups->dp(), {loss_sum, tokens});
+    loss_sum = sums[0];
+    tokens = sums[1];
+  }
   if (tokens == 0) return;
   double loss = loss_sum / tokens;
   result_.validation_losses.emplace_back(step, loss);
   log_(fmt::format("validation at step {}: loss {:.4f} | perplexity {:.2f}", step, loss, std::exp(loss)));
-  files_.metrics << nlohmann::json{{"step", step}, {"validation_loss", loss}}.dump() << "\n";
+  if (files_) files_->metrics << nlohmann::json{{"step", step}, {"validation_loss", loss}}.dump() << "\n";
 }
 
 void TrainingRun::save(int64_t step) {
@@ -256,7 +368,7 @@ void TrainingRun::save(int64_t step) {
   TrainingCheckpoint checkpoint =
       capture_training_state(model_, optimizer_, step, loader_->consumed_samples(), c_.resolved_yaml);
   checkpoint.loss_scaler = scaler_.state();
-  SavedCheckpoint saved = save_checkpoint(c_.save_dir, checkpoint, c_.keep_last, warn);
+  SavedCheckpoint saved = save_checkpoint(role_.checkpoint_dir, checkpoint, c_.keep_last, warn);
   result_.saved_checkpoints.push_back(saved.path);
   log_(fmt::format("saved checkpoint {} ({:.2f} MiB in {:.3f} s){}", saved.path, double(saved.bytes) / double(1 << 20),
                    saved.seconds,
@@ -273,19 +385,35 @@ double peak_bf16_tflops(Device device) {
   return 0.0;
 }
 
-Trainer::Trainer(TrainConfig config, Log log) : config_(std::move(config)), log_(std::move(log)) {}
+Trainer::Trainer(TrainConfig config, Log log, const ProcessGroups* groups)
+    : config_(std::move(config)), log_(std::move(log)), groups_(groups) {
+  const ParallelLayout& want = config_.layout;
+  if (!groups_) {
+    TS_CHECK(want.product() == 1, "Trainer: the layout tp ", want.tp, " x dp ", want.dp,
+             " needs the process groups of a launch of that many ranks");
+    return;
+  }
+  const ParallelLayout& have = groups_->layout();
+  TS_CHECK(have.tp == want.tp && have.dp == want.dp && have.pp == want.pp && have.cp == want.cp,
+           "Trainer: the process groups (tp ", have.tp, ", dp ", have.dp, ") differ from the configured layout (tp ",
+           want.tp, ", dp ", want.dp, ")");
+}
 
 TrainResult Trainer::run(std::optional<int64_t> stop_after_step) {
   const TrainConfig& c = config_;
   int64_t last_step = stop_after_step.value_or(c.train_iters);
   TS_CHECK(last_step >= 1 && last_step <= c.train_iters, "Trainer::run: stop_after_step ", last_step,
            " is outside [1, train.train_iters = ", c.train_iters, "]");
-  log_(fmt::format(
+  RankRole role(c, groups_);
+  const Log silent = [](const std::string&) {};
+  const Log& log = role.logs ? log_ : silent;
+  log(fmt::format(
       "tessera train: {} ({:.1f}M parameters) on {}, {} precision, global batch {} = {} x {} "
-      "micro-batches x {} ranks, {} tokens/step",
+      "micro-batches x {} ranks, {} tokens/step{}",
       c.model.name, double(c.model.parameter_count()) / 1e6, c.device.str(), dtype_name(parameter_dtype(c)),
-      c.global_batch_size, c.micro_batch_size, c.grad_accumulation_steps(), c.data_parallel_size, c.tokens_per_step()));
-  TrainingRun run(c, log_);
+      c.global_batch_size, c.micro_batch_size, c.grad_accumulation_steps(), c.layout.dp, c.tokens_per_step(),
+      groups_ ? fmt::format(" (layout: tp {} x dp {})", c.layout.tp, c.layout.dp) : std::string()));
+  TrainingRun run(c, log, role);
   return run.run(last_step);
 }
 

@@ -8,6 +8,16 @@
 // (model, AdamW state, step, dropout stream, loader position) and saves every save_interval
 // steps and at its last step into checkpoint.save. Resuming is exact: the steps after the
 // checkpoint compute the same losses, bit for bit on CPU, as a run that never stopped.
+//
+// Parallel runs (given ProcessGroups): each data-parallel rank reads its rows of every global
+// micro-batch (data/loader.h); gradients live in DistributedDataParallel's f32 buffer and are
+// all-reduced (sum: the loss already divides by the global token count) in buckets that start
+// during the last micro-batch's backward; earlier micro-batches communicate nothing. Logged
+// training and validation losses are summed over the data-parallel group, so they are the
+// global batch's; the gradient norm is the whole model's. Only global rank 0 logs and writes the
+// run directory; data-parallel rank 0 of each tensor-parallel rank saves checkpoints (its own
+// shard folder when tp > 1, launcher/checkpoint_shards.h). Without groups the run is the
+// single-process one, unchanged.
 #pragma once
 
 #include <functional>
@@ -16,6 +26,7 @@
 #include <vector>
 
 #include "launcher/train_config.h"
+#include "parallel/process_groups.h"
 
 namespace tessera {
 
@@ -42,7 +53,9 @@ struct TrainResult {
 class Trainer {
  public:
   using Log = std::function<void(const std::string& line)>;
-  Trainer(TrainConfig config, Log log);
+  // `groups` (null for a single process) must match config.layout and outlive the Trainer;
+  // every rank of the launch constructs and runs its Trainer.
+  Trainer(TrainConfig config, Log log, const ProcessGroups* groups = nullptr);
   // Trains up to train_iters, or only up to stop_after_step when given (as a job that runs out
   // of time does; it saves there when checkpoint.save is set). Returns the steps this call ran.
   TrainResult run(std::optional<int64_t> stop_after_step = std::nullopt);
@@ -50,6 +63,7 @@ class Trainer {
  private:
   TrainConfig config_;
   Log log_;
+  const ProcessGroups* groups_;
 };
 
 // Dense bf16 peak of a GPU in TFLOP/s (no sparsity), 0 when unknown.

@@ -6,25 +6,43 @@
 
 namespace tessera {
 
-FeedForward::FeedForward(const TransformerConfig& config, Generator& generator, ParamOptions options)
-    : activation_(config.activation), ffn_(config.ffn_hidden_size) {
-  int64_t fc1_out = activation_ == Activation::SwiGLU ? 2 * ffn_ : ffn_;
+FeedForward::FeedForward(const TransformerConfig& config, Generator& generator, ParamOptions options,
+                         const ModelParallelism& parallel)
+    : activation_(config.activation), local_ffn_(config.ffn_hidden_size / parallel.tp_size()) {
+  const bool swiglu = activation_ == Activation::SwiGLU;
+  const int64_t ffn = config.ffn_hidden_size;
   double residual_std = config.init_method_std / std::sqrt(2.0 * double(config.num_layers));
-  fc1_ = register_module("linear_fc1", std::make_shared<Linear>(config.hidden_size, fc1_out, config.add_bias_linear,
-                                                                generator, config.init_method_std, options));
-  fc2_ = register_module("linear_fc2", std::make_shared<Linear>(ffn_, config.hidden_size, config.add_bias_linear,
-                                                                generator, residual_std, options));
+  fc1_ = register_module("linear_fc1", std::make_shared<ColumnParallelLinear>(
+                                           config.hidden_size, swiglu ? 2 * ffn : ffn, parallel.tp, generator,
+                                           ColumnParallelOptions{.bias = config.add_bias_linear,
+                                                                 .sequence_parallel = parallel.sequence_parallel,
+                                                                 .sequence_dim = kSequenceDim,
+                                                                 .output_blocks = swiglu ? 2 : 1,
+                                                                 .init_std = config.init_method_std,
+                                                                 .param = options}));
+  fc2_ = register_module("linear_fc2", std::make_shared<RowParallelLinear>(
+                                           ffn, config.hidden_size, parallel.tp, generator,
+                                           RowParallelOptions{.bias = config.add_bias_linear,
+                                                              .sequence_parallel = parallel.sequence_parallel,
+                                                              .sequence_dim = kSequenceDim,
+                                                              .init_std = residual_std,
+                                                              .param = options}));
 }
 
 Tensor FeedForward::forward(const Tensor& x) const {
   Tensor h = fc1_->forward(x);
   if (activation_ == Activation::SwiGLU) {
-    std::vector<Tensor> gate_up = split(h, {ffn_, ffn_}, -1);
+    std::vector<Tensor> gate_up = split(h, {local_ffn_, local_ffn_}, -1);
     h = swiglu(gate_up[0], gate_up[1]);
   } else {
     h = gelu(h);
   }
   return fc2_->forward(h);
+}
+
+std::vector<Tensor> FeedForward::replicated_parameters() const {
+  if (!fc2_->bias().defined()) return {};
+  return {fc2_->bias()};
 }
 
 }  // namespace tessera

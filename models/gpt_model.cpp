@@ -1,8 +1,12 @@
 #include "models/gpt_model.h"
 
+#include <set>
+
 #include "core/autograd/checkpoint.h"
 #include "core/autograd/grad_mode.h"
 #include "core/ops/ops.h"
+#include "parallel/communicator.h"
+#include "parallel/tp_mappings.h"
 
 namespace tessera {
 
@@ -17,30 +21,65 @@ class Container : public Module {
   }
 };
 
+// Megatron's divisibility rules for a tp split, one line each.
+void check_parallelism(const TransformerConfig& config, const ModelParallelism& parallel) {
+  TS_CHECK(parallel.tp != nullptr || !parallel.sequence_parallel,
+           "GptModel: sequence_parallel needs a tensor-parallel group (ModelParallelism::tp); set it to false or pass "
+           "the tp communicator");
+  const int tp = parallel.tp_size();
+  auto divisible = [&](int64_t value, const char* key) {
+    TS_CHECK(value % tp == 0, "model.", key, " ", value, " is not divisible by tensor_model_parallel_size ", tp,
+             " (model ", config.name, "); choose a tp size that divides it");
+  };
+  divisible(config.num_attention_heads, "num_attention_heads");
+  divisible(config.num_query_groups, "num_query_groups");
+  divisible(config.ffn_hidden_size, "ffn_hidden_size");
+}
+
+// A tp group of one rank splits nothing: build the single-rank model (exact, no communication);
+// Megatron likewise turns sequence parallelism off at tp = 1.
+ModelParallelism without_trivial_tp(const ModelParallelism& parallel) {
+  return parallel.tp_size() == 1 ? ModelParallelism{} : parallel;
+}
+
 }  // namespace
 
-GptModel::GptModel(const TransformerConfig& config, uint64_t seed, ParamOptions options)
-    : config_(config), dropout_generator_(seed ^ 0x9e3779b97f4a7c15ULL) {
+GptModel::GptModel(const TransformerConfig& config, uint64_t seed, ParamOptions options, ModelParallelism parallel)
+    : config_(config),
+      parallel_(without_trivial_tp(parallel)),
+      rng_(seed ^ 0x9e3779b97f4a7c15ULL, parallel_.tp_rank()) {
   config_.validate();
+  check_parallelism(config_, parallel);
   Generator init(seed);
+  const int64_t padded_vocab = config_.padded_vocab_size(parallel_.tp_size());
   auto embedding = register_module("embedding", std::make_shared<Container>());
   word_embeddings_ = embedding->add(
-      "word_embeddings", std::make_shared<Embedding>(config_.padded_vocab_size(), config_.hidden_size, init,
-                                                     config_.init_method_std, options));
+      "word_embeddings", std::make_shared<VocabParallelEmbedding>(
+                             padded_vocab, config_.hidden_size, parallel_.tp, init,
+                             VocabParallelEmbeddingOptions{.sequence_parallel = parallel_.sequence_parallel,
+                                                           .sequence_dim = kSequenceDim,
+                                                           .init_std = config_.init_method_std,
+                                                           .param = options}));
   if (config_.position_embedding == PositionEmbedding::Learned) {
     position_embeddings_ = embedding->add(
         "position_embeddings", std::make_shared<Embedding>(config_.max_position_embeddings, config_.hidden_size, init,
                                                            config_.init_method_std, options));
+    replicated_parameters_.push_back(position_embeddings_->weight());
   }
   auto decoder = register_module("decoder", std::make_shared<Container>());
   layers_ = decoder->add("layers", std::make_shared<ModuleList>());
-  for (int64_t i = 0; i < config_.num_layers; ++i)
-    layers_->push_back(std::make_shared<TransformerLayer>(config_, init, options));
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    auto layer = layers_->push_back(std::make_shared<TransformerLayer>(config_, init, options, parallel_));
+    for (const Tensor& p : layer->replicated_parameters()) replicated_parameters_.push_back(p);
+  }
   final_norm_ = decoder->add("final_layernorm", std::make_shared<Norm>(config_, options));
+  for (const Tensor& p : final_norm_->parameters()) replicated_parameters_.push_back(p);
   if (!config_.tie_word_embeddings) {
-    output_layer_ = register_module("output_layer", std::make_shared<Linear>(config_.hidden_size,
-                                                                             config_.padded_vocab_size(), false, init,
-                                                                             config_.init_method_std, options));
+    // Only its weight is used (see logits()), so its own sequence-parallel option stays off.
+    ColumnParallelOptions head{.bias = false, .init_std = config_.init_method_std, .param = options};
+    output_layer_ = register_module(
+        "output_layer",
+        std::make_shared<ColumnParallelLinear>(config_.hidden_size, padded_vocab, parallel_.tp, init, head));
   }
 }
 
@@ -67,9 +106,21 @@ Tensor GptModel::hidden_states(const Tensor& tokens) const {
   int64_t t = tokens.size(1);
   TS_CHECK(t <= config_.max_position_embeddings, "GptModel: sequence length ", t, " exceeds max_position_embeddings ",
            config_.max_position_embeddings);
-  Tensor h = embed(tokens, position_embeddings_ ? Tensor::arange(t, DType::I64, tokens.device()) : Tensor());
+  const int tp = parallel_.tp_size();
+  TS_CHECK(!parallel_.sequence_parallel || t % tp == 0, "GptModel: sequence length ", t,
+           " does not divide by tensor_model_parallel_size ", tp,
+           " (sequence_parallel splits the sequence); use a multiple of ", tp);
+  Tensor positions;
+  if (position_embeddings_) {
+    // With sequence parallelism the embedding output holds this rank's share of the positions.
+    positions = Tensor::arange(t, DType::I64, tokens.device());
+    if (parallel_.sequence_parallel) positions = positions.narrow(0, parallel_.tp_rank() * (t / tp), t / tp);
+  }
+  Tensor h = embed(tokens, positions);
   const RopeTables* rope = cached_rope_tables(t, tokens.device());
-  Generator* dropout_rng = config_.hidden_dropout > 0.0 && is_training() ? &dropout_generator_ : nullptr;
+  Generator* dropout_rng = nullptr;
+  if (config_.hidden_dropout > 0.0 && is_training())
+    dropout_rng = parallel_.sequence_parallel ? &rng_.fork() : &rng_.default_generator();
   ResidualStream stream{h, Tensor()};
   for (size_t i = 0; i < layers_->size(); ++i) {
     const auto& layer = static_cast<const TransformerLayer&>(*(*layers_)[i]);
@@ -95,20 +146,38 @@ Tensor GptModel::final_norm(const ResidualStream& stream) const {
 }
 
 Tensor GptModel::logits(const Tensor& hidden) const {
+  // The output layer's weight (or the tied embedding table) is used directly, so both share
+  // this one path and the single-rank model can keep only the real vocabulary's rows.
   const Tensor& table = output_layer_ ? output_layer_->weight() : word_embeddings_->weight();
-  // Only the real vocabulary's rows: a contiguous leading slice of the padded table.
-  return linear(hidden, table.narrow(0, 0, config_.vocab_size));
+  if (parallel_.tp == nullptr) return linear(hidden, table.narrow(0, 0, config_.vocab_size));
+  // A column-parallel product: its input enters the tp region whole (conjugate: all-reduce of
+  // its gradient), or all-gathered from the sequence shards. vocab_parallel_cross_entropy
+  // masks the padded columns.
+  Communicator& tp = *parallel_.tp;
+  Tensor x = parallel_.sequence_parallel ? gather_from_sequence_parallel(hidden, tp, kSequenceDim)
+                                         : copy_to_tensor_parallel(hidden, tp);
+  return linear(x, table);
 }
 
-Tensor GptModel::forward(const Tensor& tokens) const { return logits(hidden_states(tokens)); }
+Tensor GptModel::full_logits(const Tensor& hidden) const {
+  Tensor shard = logits(hidden);
+  if (parallel_.tp == nullptr) return shard;
+  return gather_from_tensor_parallel(shard, *parallel_.tp).narrow(-1, 0, config_.vocab_size);
+}
+
+Tensor GptModel::forward(const Tensor& tokens) const { return full_logits(hidden_states(tokens)); }
 
 KvCache GptModel::new_kv_cache(int64_t batch, int64_t capacity) const {
   const Tensor& weight = word_embeddings_->weight();
-  return KvCache(config_, batch, capacity, weight.dtype(), weight.device());
+  TransformerConfig local = config_;
+  local.num_query_groups /= parallel_.tp_size();
+  return KvCache(local, batch, capacity, weight.dtype(), weight.device());
 }
 
 Tensor GptModel::forward(const Tensor& tokens, KvCache& cache) const {
   TS_CHECK(!is_training(), "GptModel: decoding with a KV cache runs in eval mode; call eval() first");
+  TS_CHECK(!parallel_.sequence_parallel, "GptModel: decoding with a KV cache does not support sequence_parallel "
+           "(a step's tokens do not split over tp); build the inference model with sequence_parallel = false");
   TS_CHECK(tokens.dim() == 2 && tokens.size(0) == cache.batch(),
            "GptModel: tokens must be [B, T] with B = ", cache.batch(), " (the cache's rows), got ", tokens.shape());
   NoGradGuard no_grad;
@@ -130,14 +199,47 @@ Tensor GptModel::forward(const Tensor& tokens, KvCache& cache) const {
     stream = layer.forward(stream, rope, nullptr, LayerCache{&cache, static_cast<int64_t>(i)});
   }
   cache.advance(t);
-  return logits(final_norm(stream));
+  return full_logits(final_norm(stream));
 }
 
 Tensor GptModel::loss(const LmBatch& batch, LossReduction reduction) const {
   CrossEntropyOptions options;
   options.loss_mask = batch.loss_mask;
   options.reduction = reduction;
-  return cross_entropy(forward(batch.tokens), batch.labels, options);
+  Tensor logits_or_shard = logits(hidden_states(batch.tokens));
+  if (parallel_.tp == nullptr) return cross_entropy(logits_or_shard, batch.labels, options);
+  return vocab_parallel_cross_entropy(logits_or_shard, batch.labels, config_.vocab_size, *parallel_.tp, options);
+}
+
+void GptModel::finalize_tensor_parallel_grads() const {
+  if (!parallel_.sequence_parallel) return;
+  NoGradGuard no_grad;
+  // One all-reduce for all of them (Megatron coalesces them too), summed in f32 (f64 grads in f64).
+  std::vector<Tensor> grads;
+  DType sum_dtype = DType::F32;
+  for (const Tensor& p : replicated_parameters_) {
+    if (!p.grad().defined()) continue;
+    grads.push_back(p.grad());
+    if (p.grad().dtype() == DType::F64) sum_dtype = DType::F64;
+  }
+  if (grads.empty()) return;
+  std::vector<Tensor> flat;
+  for (const Tensor& grad : grads) flat.push_back(grad.reshape({grad.numel()}).to(sum_dtype));
+  Tensor buffer = cat(flat, 0);
+  parallel_.tp->all_reduce(buffer, ReduceOp::Sum);
+  int64_t offset = 0;
+  for (Tensor& grad : grads) {
+    grad.copy_(buffer.narrow(0, offset, grad.numel()).view(grad.shape()));
+    offset += grad.numel();
+  }
+}
+
+std::vector<bool> GptModel::parameter_is_tensor_parallel_sharded() const {
+  std::set<const TensorImpl*> replicated;
+  for (const Tensor& p : replicated_parameters_) replicated.insert(p.impl());
+  std::vector<bool> sharded;
+  for (const Tensor& p : parameters()) sharded.push_back(parallel_.tp != nullptr && !replicated.contains(p.impl()));
+  return sharded;
 }
 
 }  // namespace tessera

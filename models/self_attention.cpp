@@ -6,28 +6,41 @@
 
 namespace tessera {
 
-SelfAttention::SelfAttention(const TransformerConfig& config, Generator& generator, ParamOptions options)
-    : heads_(config.num_attention_heads), groups_(config.num_query_groups), head_dim_(config.head_dim()) {
-  int64_t qkv_out = (heads_ + 2 * groups_) * head_dim_;
+SelfAttention::SelfAttention(const TransformerConfig& config, Generator& generator, ParamOptions options,
+                             const ModelParallelism& parallel)
+    : heads_(config.num_attention_heads / parallel.tp_size()),
+      groups_(config.num_query_groups / parallel.tp_size()),
+      head_dim_(config.head_dim()) {
+  const int64_t heads = config.num_attention_heads, groups = config.num_query_groups;
   double residual_std = config.init_method_std / std::sqrt(2.0 * double(config.num_layers));
-  qkv_ = register_module("linear_qkv", std::make_shared<Linear>(config.hidden_size, qkv_out, config.add_bias_linear,
-                                                                generator, config.init_method_std, options));
-  proj_ = register_module("linear_proj", std::make_shared<Linear>(heads_ * head_dim_, config.hidden_size,
-                                                                  config.add_bias_linear, generator, residual_std,
-                                                                  options));
+  qkv_ = register_module("linear_qkv", std::make_shared<ColumnParallelLinear>(
+                                           config.hidden_size, (heads + 2 * groups) * head_dim_, parallel.tp, generator,
+                                           ColumnParallelOptions{.bias = config.add_bias_linear,
+                                                                 .sequence_parallel = parallel.sequence_parallel,
+                                                                 .sequence_dim = kSequenceDim,
+                                                                 .init_std = config.init_method_std,
+                                                                 .param = options}));
+  proj_ = register_module("linear_proj", std::make_shared<RowParallelLinear>(
+                                             heads * head_dim_, config.hidden_size, parallel.tp, generator,
+                                             RowParallelOptions{.bias = config.add_bias_linear,
+                                                                .sequence_parallel = parallel.sequence_parallel,
+                                                                .sequence_dim = kSequenceDim,
+                                                                .init_std = residual_std,
+                                                                .param = options}));
 }
 
 std::array<Tensor, 3> SelfAttention::project(const Tensor& x) const {
-  int64_t b = x.size(0), t = x.size(1), per_group = heads_ / groups_;
+  // With sequence parallelism the projection all-gathers the sequence: read T from its output.
+  Tensor projected = qkv_->forward(x);
+  int64_t b = projected.size(0), t = projected.size(1), per_group = heads_ / groups_;
   // [B, T, KV, H/KV + 2, D]: per group its query heads, its key and its value.
-  Tensor qkv = qkv_->forward(x).view({b, t, groups_, per_group + 2, head_dim_});
+  Tensor qkv = projected.view({b, t, groups_, per_group + 2, head_dim_});
   std::vector<Tensor> parts = split(qkv, {per_group, 1, 1}, 3);
   return {parts[0].reshape({b, t, heads_, head_dim_}), parts[1].reshape({b, t, groups_, head_dim_}),
           parts[2].reshape({b, t, groups_, head_dim_})};
 }
 
 Tensor SelfAttention::forward(const Tensor& x, const RopeTables* rope_tables, LayerCache cache) const {
-  int64_t b = x.size(0), t = x.size(1);
   auto [q, k, v] = project(x);
   Tensor attended;
   if (cache.cache != nullptr) {
@@ -39,7 +52,12 @@ Tensor SelfAttention::forward(const Tensor& x, const RopeTables* rope_tables, La
     }
     attended = scaled_dot_product_attention(q, k, v, /*causal=*/true);
   }
-  return proj_->forward(attended.view({b, t, heads_ * head_dim_}));
+  return proj_->forward(attended.view({q.size(0), q.size(1), heads_ * head_dim_}));
+}
+
+std::vector<Tensor> SelfAttention::replicated_parameters() const {
+  if (!proj_->bias().defined()) return {};
+  return {proj_->bias()};
 }
 
 Tensor SelfAttention::attend_with_cache(const Tensor& q, const Tensor& k, const Tensor& v,

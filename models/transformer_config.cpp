@@ -7,8 +7,9 @@
 
 namespace tessera {
 
-int64_t TransformerConfig::padded_vocab_size() const {
-  int64_t multiple = std::max<int64_t>(1, make_vocab_size_divisible_by);
+int64_t TransformerConfig::padded_vocab_size(int64_t tp_size) const {
+  TS_CHECK(tp_size >= 1, "padded_vocab_size: tp_size must be >= 1, got ", tp_size);
+  int64_t multiple = std::max<int64_t>(1, make_vocab_size_divisible_by) * tp_size;
   return (vocab_size + multiple - 1) / multiple * multiple;
 }
 

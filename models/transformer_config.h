@@ -40,7 +40,9 @@ struct TransformerConfig {
   double hidden_dropout = 0.0;
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
-  int64_t padded_vocab_size() const;
+  // The vocabulary padded to a multiple of make_vocab_size_divisible_by x tp_size (Megatron's
+  // rule, so that every tensor-parallel rank holds an equal shard).
+  int64_t padded_vocab_size(int64_t tp_size = 1) const;
   // Throws naming the first inconsistent field (heads that do not divide, ...).
   void validate() const;
   // Parameters of the model built from this config (padded vocab included).

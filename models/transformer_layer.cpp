@@ -4,12 +4,22 @@
 
 namespace tessera {
 
-TransformerLayer::TransformerLayer(const TransformerConfig& config, Generator& init_generator, ParamOptions options)
+TransformerLayer::TransformerLayer(const TransformerConfig& config, Generator& init_generator, ParamOptions options,
+                                   const ModelParallelism& parallel)
     : hidden_dropout_(config.hidden_dropout) {
   input_norm_ = register_module("input_layernorm", std::make_shared<Norm>(config, options));
-  attention_ = register_module("self_attention", std::make_shared<SelfAttention>(config, init_generator, options));
+  attention_ = register_module("self_attention",
+                               std::make_shared<SelfAttention>(config, init_generator, options, parallel));
   pre_mlp_norm_ = register_module("pre_mlp_layernorm", std::make_shared<Norm>(config, options));
-  mlp_ = register_module("mlp", std::make_shared<FeedForward>(config, init_generator, options));
+  mlp_ = register_module("mlp", std::make_shared<FeedForward>(config, init_generator, options, parallel));
+}
+
+std::vector<Tensor> TransformerLayer::replicated_parameters() const {
+  std::vector<Tensor> replicated = input_norm_->parameters();
+  for (const Tensor& p : attention_->replicated_parameters()) replicated.push_back(p);
+  for (const Tensor& p : pre_mlp_norm_->parameters()) replicated.push_back(p);
+  for (const Tensor& p : mlp_->replicated_parameters()) replicated.push_back(p);
+  return replicated;
 }
 
 Tensor TransformerLayer::maybe_dropout(const Tensor& x, Generator* generator) const {

@@ -3,7 +3,11 @@
 //   (x, r) = norm1(pending + residual); r += dropout(attention(x)) ... as
 //   (x2, r) = norm2(attn_out + r); pending = dropout(mlp(x2))
 // Parameters: input_layernorm.*, self_attention.*, pre_mlp_layernorm.*, mlp.*.
+// Tensor parallel (model_parallelism.h): attention and MLP are split, the norms replicated;
+// with sequence parallelism the stream and the norms hold this rank's T/tp positions.
 #pragma once
+
+#include <vector>
 
 #include "core/random.h"
 #include "models/feed_forward.h"
@@ -13,17 +17,20 @@
 namespace tessera {
 
 struct ResidualStream {
-  Tensor residual;  // [B, T, C]
-  Tensor pending;   // [B, T, C] or undefined (before the first layer)
+  Tensor residual;  // [B, T, C] ([B, T/tp, C] with sequence parallelism)
+  Tensor pending;   // the same, or undefined (before the first layer)
 };
 
 class TransformerLayer : public Module {
  public:
-  TransformerLayer(const TransformerConfig& config, Generator& init_generator, ParamOptions options);
+  TransformerLayer(const TransformerConfig& config, Generator& init_generator, ParamOptions options,
+                   const ModelParallelism& parallel = {});
   // dropout_generator may be null when hidden_dropout is 0 or in eval mode. cache: this
   // layer's slot in a KV cache when decoding (see SelfAttention), empty when training.
   ResidualStream forward(const ResidualStream& in, const RopeTables* rope_tables, Generator* dropout_generator,
                          LayerCache cache = {}) const;
+  // Parameters every tp rank holds whole: the norms' and the row-parallel biases.
+  std::vector<Tensor> replicated_parameters() const;
 
  private:
   Tensor maybe_dropout(const Tensor& x, Generator* generator) const;

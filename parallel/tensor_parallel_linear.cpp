@@ -2,77 +2,101 @@
 #include "parallel/tensor_parallel_linear.h"
 
 #include <string_view>
+#include <vector>
 
 #include "core/autograd/grad_mode.h"
 #include "core/check.h"
 #include "core/ops/ops.h"
+#include "parallel/communicator.h"
 #include "parallel/tp_mappings.h"
 
 namespace tessera {
 
 namespace {
 
+int group_size(const Communicator* tp) { return tp ? tp->size() : 1; }
+int group_rank(const Communicator* tp) { return tp ? tp->rank() : 0; }
+
+// `split_features` must divide into `parts` equal slices per tp rank.
 void check_sizes(std::string_view layer, int64_t in_features, int64_t out_features, std::string_view split_name,
-                 int64_t split_features, const Communicator& tp) {
+                 int64_t split_features, int64_t parts, const Communicator* tp) {
   TS_CHECK(in_features > 0 && out_features > 0, layer, ": sizes must be positive, got in=", in_features,
            " out=", out_features);
-  TS_CHECK(split_features % tp.size() == 0, layer, " on group '", tp.name(), "' (rank ", tp.rank(), " of ", tp.size(),
-           "): ", split_name, "=", split_features, " does not divide by the tensor-parallel size ", tp.size(),
-           "; choose ", split_name, " as a multiple of ", tp.size());
+  if (tp == nullptr && parts == 1) return;
+  const int64_t multiple = parts * group_size(tp);
+  TS_CHECK(split_features % multiple == 0, layer, " on group '", tp ? tp->name() : "none", "' (rank ",
+           group_rank(tp), " of ", group_size(tp), "): ", split_name, "=", split_features,
+           " does not divide by the tensor-parallel size ", group_size(tp),
+           (parts > 1 ? " times output_blocks" : ""), "; choose ", split_name, " as a multiple of ", multiple);
 }
 
-// This rank's slice along `dim` of the full [out, in] weight that Linear would draw.
-Tensor weight_shard(int64_t in_features, int64_t out_features, int64_t dim, const Communicator& tp,
+// This rank's part of the full [out, in] weight that Linear would draw: along `dim`, each of
+// `blocks` equal blocks contributes its rank-th slice (blocks = 1: one contiguous slice).
+Tensor weight_shard(int64_t in_features, int64_t out_features, int64_t dim, int64_t blocks, const Communicator* tp,
                     Generator& generator, double init_std, const ParamOptions& options) {
   NoGradGuard no_grad;
   Tensor full = Tensor::empty({out_features, in_features}, options.dtype, options.device);
   normal_(full, generator, 0.0, init_std);
-  int64_t length = full.size(dim) / tp.size();
-  return full.narrow(dim, tp.rank() * length, length).contiguous();
+  if (tp == nullptr) return full;
+  std::vector<Tensor> slices;
+  for (const Tensor& block : chunk(full, blocks, dim)) {
+    int64_t length = block.size(dim) / tp->size();
+    slices.push_back(block.narrow(dim, tp->rank() * length, length));
+  }
+  return cat(slices, dim);
 }
 
 }  // namespace
 
-ColumnParallelLinear::ColumnParallelLinear(int64_t in_features, int64_t out_features, Communicator& tp,
+ColumnParallelLinear::ColumnParallelLinear(int64_t in_features, int64_t out_features, Communicator* tp,
                                            Generator& generator, ColumnParallelOptions options)
-    : tp_(&tp), options_(options) {
-  check_sizes("ColumnParallelLinear", in_features, out_features, "out_features", out_features, tp);
+    : tp_(tp), options_(options) {
+  TS_CHECK(options.output_blocks >= 1, "ColumnParallelLinear: output_blocks must be >= 1, got ",
+           options.output_blocks);
+  check_sizes("ColumnParallelLinear", in_features, out_features, "out_features", out_features, options.output_blocks,
+              tp);
   TS_CHECK(!(options.gather_output && options.sequence_parallel),
            "ColumnParallelLinear: gather_output and sequence_parallel are exclusive; a sequence-parallel column "
            "layer feeds a RowParallelLinear, so set gather_output = false");
-  weight_ = register_parameter(
-      "weight", weight_shard(in_features, out_features, 0, tp, generator, options.init_std, options.param));
+  TS_CHECK(tp != nullptr || !options.sequence_parallel,
+           "ColumnParallelLinear: sequence_parallel needs a tensor-parallel group; pass tp or set it to false");
+  weight_ = register_parameter("weight", weight_shard(in_features, out_features, 0, options.output_blocks, tp,
+                                                      generator, options.init_std, options.param));
   if (options.bias) {
-    bias_ = register_parameter("bias",
-                               Tensor::zeros({out_features / tp.size()}, options.param.dtype, options.param.device));
+    bias_ = register_parameter(
+        "bias", Tensor::zeros({out_features / group_size(tp)}, options.param.dtype, options.param.device));
   }
 }
 
 Tensor ColumnParallelLinear::forward(const Tensor& x) const {
-  Tensor x_full =
-      options_.sequence_parallel ? gather_from_sequence_parallel(x, *tp_) : copy_to_tensor_parallel(x, *tp_);
+  if (tp_ == nullptr) return linear(x, weight_, bias_);
+  Tensor x_full = options_.sequence_parallel ? gather_from_sequence_parallel(x, *tp_, options_.sequence_dim)
+                                             : copy_to_tensor_parallel(x, *tp_);
   Tensor y = linear(x_full, weight_, bias_);
   return options_.gather_output ? gather_from_tensor_parallel(y, *tp_) : y;
 }
 
-RowParallelLinear::RowParallelLinear(int64_t in_features, int64_t out_features, Communicator& tp, Generator& generator,
+RowParallelLinear::RowParallelLinear(int64_t in_features, int64_t out_features, Communicator* tp, Generator& generator,
                                      RowParallelOptions options)
-    : tp_(&tp), options_(options) {
-  check_sizes("RowParallelLinear", in_features, out_features, "in_features", in_features, tp);
+    : tp_(tp), options_(options) {
+  check_sizes("RowParallelLinear", in_features, out_features, "in_features", in_features, 1, tp);
   TS_CHECK(options.input_is_parallel || !options.sequence_parallel,
            "RowParallelLinear: sequence_parallel needs input_is_parallel = true (the input comes from a "
            "ColumnParallelLinear)");
+  TS_CHECK(tp != nullptr || !options.sequence_parallel,
+           "RowParallelLinear: sequence_parallel needs a tensor-parallel group; pass tp or set it to false");
   weight_ = register_parameter(
-      "weight", weight_shard(in_features, out_features, 1, tp, generator, options.init_std, options.param));
+      "weight", weight_shard(in_features, out_features, 1, 1, tp, generator, options.init_std, options.param));
   if (options.bias) {
     bias_ = register_parameter("bias", Tensor::zeros({out_features}, options.param.dtype, options.param.device));
   }
 }
 
 Tensor RowParallelLinear::forward(const Tensor& x) const {
+  if (tp_ == nullptr) return linear(x, weight_, bias_);
   Tensor x_parallel = options_.input_is_parallel ? x : scatter_to_tensor_parallel(x, *tp_);
   Tensor partial = linear(x_parallel, weight_);
-  Tensor y = options_.sequence_parallel ? reduce_scatter_to_sequence_parallel(partial, *tp_)
+  Tensor y = options_.sequence_parallel ? reduce_scatter_to_sequence_parallel(partial, *tp_, options_.sequence_dim)
                                         : reduce_from_tensor_parallel(partial, *tp_);
   return bias_.defined() ? y + bias_ : y;
 }

@@ -11,6 +11,7 @@
 #include "core/autograd/node.h"
 #include "core/check.h"
 #include "core/ops/shape_ops.h"
+#include "parallel/communicator.h"
 
 namespace tessera {
 
@@ -37,40 +38,47 @@ Tensor all_reduce_sum(const Tensor& x, Communicator& tp) {
   return out;
 }
 
-// [..., n] on every rank -> [..., n * size] with rank r's block at [r * n, (r + 1) * n).
-Tensor all_gather_last_dim(const Tensor& x, Communicator& tp) {
+// `dim` of x, negative counting from the end, checked against x's rank.
+int64_t checked_dim(std::string_view op, const Tensor& x, int64_t dim, const Communicator& tp) {
+  const int64_t d = dim < 0 ? dim + x.dim() : dim;
+  TS_CHECK(d >= 0 && d < x.dim(), op, " on group '", tp.name(), "' (rank ", tp.rank(), " of ", tp.size(), "): dim ",
+           dim, " is out of range for shape ", x.shape());
+  return d;
+}
+
+// x [..., n, ...] on every rank -> [..., n * size, ...] with rank r's block at [r * n, (r + 1) * n)
+// along `dim`. The communicator gathers along dim 0; other dims are reassembled with cat.
+Tensor all_gather_along(const Tensor& x, int64_t dim, Communicator& tp) {
   NoGradGuard no_grad;
-  Tensor in = x.detach().contiguous().reshape({1, x.numel()});
   Tensor gathered = Tensor::empty({tp.size(), x.numel()}, x.dtype(), x.device());
-  tp.all_gather(in, gathered);
+  tp.all_gather(x.detach().contiguous().reshape({1, x.numel()}), gathered);
+  if (dim == 0) {
+    Shape shape = x.shape();
+    shape[0] *= tp.size();
+    return gathered.view(shape);
+  }
   std::vector<Tensor> blocks;
   for (int r = 0; r < tp.size(); ++r) blocks.push_back(gathered.narrow(0, r, 1).view(x.shape()));
-  return cat(blocks, x.dim() - 1);
+  return cat(blocks, dim);
 }
 
-// This rank's block of the last dim, contiguous.
-Tensor own_last_dim_slice(const Tensor& x, const Communicator& tp) {
+// Sum over the group of x [..., n * size, ...]; rank r keeps block r along `dim`. The
+// communicator scatters along dim 0, so other dims' blocks are first stacked in front.
+Tensor reduce_scatter_along(const Tensor& x, int64_t dim, Communicator& tp) {
   NoGradGuard no_grad;
-  int64_t n = x.size(x.dim() - 1) / tp.size();
-  return x.detach().narrow(x.dim() - 1, tp.rank() * n, n).contiguous();
-}
-
-Tensor all_gather_dim0(const Tensor& x, Communicator& tp) {
-  NoGradGuard no_grad;
+  Tensor blocks = dim == 0 ? x.detach().contiguous() : stack(chunk(x.detach(), tp.size(), dim), 0);
   Shape shape = x.shape();
-  shape[0] *= tp.size();
-  Tensor out = Tensor::empty(shape, x.dtype(), x.device());
-  tp.all_gather(x.detach().contiguous(), out);
-  return out;
+  shape[static_cast<size_t>(dim)] /= tp.size();
+  Tensor out = Tensor::empty({blocks.numel() / tp.size()}, x.dtype(), x.device());
+  tp.reduce_scatter(blocks.reshape({blocks.numel()}), out, ReduceOp::Sum);
+  return out.view(shape);
 }
 
-Tensor reduce_scatter_dim0(const Tensor& x, Communicator& tp) {
+// This rank's block along `dim`, contiguous.
+Tensor own_slice(const Tensor& x, int64_t dim, const Communicator& tp) {
   NoGradGuard no_grad;
-  Shape shape = x.shape();
-  shape[0] /= tp.size();
-  Tensor out = Tensor::empty(shape, x.dtype(), x.device());
-  tp.reduce_scatter(x.detach().contiguous(), out, ReduceOp::Sum);
-  return out;
+  int64_t n = x.size(dim) / tp.size();
+  return x.detach().narrow(dim, tp.rank() * n, n).contiguous();
 }
 
 }  // namespace
@@ -93,38 +101,42 @@ Tensor reduce_from_tensor_parallel(const Tensor& x, Communicator& tp) {
 Tensor gather_from_tensor_parallel(const Tensor& x, Communicator& tp) {
   check_input("gather_from_tensor_parallel", x, tp);
   Communicator* group = &tp;
-  return record_op("gather_from_tensor_parallel", {x}, all_gather_last_dim(x, tp),
-                   [group](const std::vector<Tensor>& g, const std::vector<bool>&) {
-                     return std::vector<Tensor>{own_last_dim_slice(g[0], *group)};
+  const int64_t dim = x.dim() - 1;
+  return record_op("gather_from_tensor_parallel", {x}, all_gather_along(x, dim, tp),
+                   [group, dim](const std::vector<Tensor>& g, const std::vector<bool>&) {
+                     return std::vector<Tensor>{own_slice(g[0], dim, *group)};
                    });
 }
 
 Tensor scatter_to_tensor_parallel(const Tensor& x, Communicator& tp) {
   check_input("scatter_to_tensor_parallel", x, tp);
-  check_divisible("scatter_to_tensor_parallel", x, x.dim() - 1, tp);
+  const int64_t dim = x.dim() - 1;
+  check_divisible("scatter_to_tensor_parallel", x, dim, tp);
   Communicator* group = &tp;
-  return record_op("scatter_to_tensor_parallel", {x}, own_last_dim_slice(x, tp),
-                   [group](const std::vector<Tensor>& g, const std::vector<bool>&) {
-                     return std::vector<Tensor>{all_gather_last_dim(g[0], *group)};
+  return record_op("scatter_to_tensor_parallel", {x}, own_slice(x, dim, tp),
+                   [group, dim](const std::vector<Tensor>& g, const std::vector<bool>&) {
+                     return std::vector<Tensor>{all_gather_along(g[0], dim, *group)};
                    });
 }
 
-Tensor gather_from_sequence_parallel(const Tensor& x, Communicator& tp) {
+Tensor gather_from_sequence_parallel(const Tensor& x, Communicator& tp, int64_t dim) {
   check_input("gather_from_sequence_parallel", x, tp);
+  dim = checked_dim("gather_from_sequence_parallel", x, dim, tp);
   Communicator* group = &tp;
-  return record_op("gather_from_sequence_parallel", {x}, all_gather_dim0(x, tp),
-                   [group](const std::vector<Tensor>& g, const std::vector<bool>&) {
-                     return std::vector<Tensor>{reduce_scatter_dim0(g[0], *group)};
+  return record_op("gather_from_sequence_parallel", {x}, all_gather_along(x, dim, tp),
+                   [group, dim](const std::vector<Tensor>& g, const std::vector<bool>&) {
+                     return std::vector<Tensor>{reduce_scatter_along(g[0], dim, *group)};
                    });
 }
 
-Tensor reduce_scatter_to_sequence_parallel(const Tensor& x, Communicator& tp) {
+Tensor reduce_scatter_to_sequence_parallel(const Tensor& x, Communicator& tp, int64_t dim) {
   check_input("reduce_scatter_to_sequence_parallel", x, tp);
-  check_divisible("reduce_scatter_to_sequence_parallel", x, 0, tp);
+  dim = checked_dim("reduce_scatter_to_sequence_parallel", x, dim, tp);
+  check_divisible("reduce_scatter_to_sequence_parallel", x, dim, tp);
   Communicator* group = &tp;
-  return record_op("reduce_scatter_to_sequence_parallel", {x}, reduce_scatter_dim0(x, tp),
-                   [group](const std::vector<Tensor>& g, const std::vector<bool>&) {
-                     return std::vector<Tensor>{all_gather_dim0(g[0], *group)};
+  return record_op("reduce_scatter_to_sequence_parallel", {x}, reduce_scatter_along(x, dim, tp),
+                   [group, dim](const std::vector<Tensor>& g, const std::vector<bool>&) {
+                     return std::vector<Tensor>{all_gather_along(g[0], dim, *group)};
                    });
 }
 

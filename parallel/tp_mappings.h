@@ -5,17 +5,19 @@
 //   reduce_from_tensor_parallel    forward all-reduce (sum)          backward identity
 //   gather_from_tensor_parallel    forward all-gather along last dim backward keep own last-dim slice
 //   scatter_to_tensor_parallel     forward keep own last-dim slice   backward all-gather along last dim
-// Sequence parallelism (activations sharded along dim 0, the sequence dim of [T, B, C]):
-//   gather_from_sequence_parallel  forward all-gather along dim 0    backward reduce-scatter (sum)
-//   reduce_scatter_to_sequence_parallel  forward reduce-scatter      backward all-gather along dim 0
+// Sequence parallelism (activations sharded along the sequence dim `dim`: 0 for Megatron's
+// [T, B, C], 1 for the models' [B, T, C]):
+//   gather_from_sequence_parallel  forward all-gather along dim      backward reduce-scatter (sum)
+//   reduce_scatter_to_sequence_parallel  forward reduce-scatter      backward all-gather along dim
 // Rank r's slice along a dim of extent n * size() is [r * n, (r + 1) * n). Shapes are checked
 // before any communication; outputs are fresh contiguous tensors (copy_to shares x's storage).
 #pragma once
 
 #include "core/tensor.h"
-#include "parallel/communicator.h"
 
 namespace tessera {
+
+class Communicator;  // parallel/communicator.h
 
 Tensor copy_to_tensor_parallel(const Tensor& x, Communicator& tp);
 Tensor reduce_from_tensor_parallel(const Tensor& x, Communicator& tp);
@@ -24,9 +26,9 @@ Tensor gather_from_tensor_parallel(const Tensor& x, Communicator& tp);
 // x [..., n * tp.size()] -> [..., n]; the last dim must divide by tp.size().
 Tensor scatter_to_tensor_parallel(const Tensor& x, Communicator& tp);
 
-// x [T, ...] -> [T * tp.size(), ...].
-Tensor gather_from_sequence_parallel(const Tensor& x, Communicator& tp);
-// x [T * tp.size(), ...] -> [T, ...]; dim 0 must divide by tp.size().
-Tensor reduce_scatter_to_sequence_parallel(const Tensor& x, Communicator& tp);
+// x [..., T, ...] (T at `dim`) -> [..., T * tp.size(), ...].
+Tensor gather_from_sequence_parallel(const Tensor& x, Communicator& tp, int64_t dim = 0);
+// x [..., T * tp.size(), ...] -> [..., T, ...]; `dim` must divide by tp.size().
+Tensor reduce_scatter_to_sequence_parallel(const Tensor& x, Communicator& tp, int64_t dim = 0);
 
 }  // namespace tessera

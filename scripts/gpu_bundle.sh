@@ -14,15 +14,17 @@ mkdir -p "$stage/bin" "$stage/lib" .gpu
 # What a GPU machine runs: the GPU tests, the benchmarks and the CLI (CPU-only tests stay here;
 # every executable links the CUDA kernels, so carrying all of them would exceed the limit).
 # TESSERA_BUNDLE_BINS overrides the list of executable names (globs).
-patterns=${TESSERA_BUNDLE_BINS:-"*_gpu_test kernels generation model_parity tessera"}
+patterns=${TESSERA_BUNDLE_BINS:-"*_gpu_test kernels collectives generation model_parity tessera"}
 for pattern in $patterns; do
   find "$build_dir/tests" "$build_dir/bench" "$build_dir/launcher" -maxdepth 1 -type f -executable \
     -name "$pattern" -exec cp {} "$stage/bin/" \;
 done
 strip "$stage"/bin/* 2>/dev/null || true
-# Shared libraries outside glibc, the C++ runtime and CUDA (the GPU image brings those).
-ldd "$stage"/bin/* | awk '/=> \//{print $3}' | sort -u |
-  grep -v -E '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|/libcu|/libnv|/libcudnn' |
+# Shared libraries outside glibc, the C++ runtime and CUDA (the GPU image brings those), and
+# NCCL, whose 200 MB would not fit the carry limit (the image has it in its Python package
+# nvidia-nccl; scripts/gpu_run.sh puts that on the library path).
+brought='/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|/libcu|/libnv|/libcudnn|/libnccl'
+ldd "$stage"/bin/* | awk '/=> \//{print $3}' | sort -u | grep -v -E "$brought" |
   while read -r lib; do cp -L "$lib" "$stage/lib/"; done
 tar -C "$stage" -cJf ".gpu/$name.tar.xz" bin lib
 rm -rf "$stage"

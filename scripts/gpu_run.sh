@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (over a copy of the repo with .gpu/ carried): unpacks the bundle of
 # scripts/gpu_bundle.sh, runs the GPU tests (or those matching $1, a gtest filter) and the
-# benchmarks bin/kernels and bench/attention_torch.py (unless TESSERA_SKIP_BENCH=1), and
+# benchmarks bin/kernels, bin/collectives and bench/attention_torch.py (unless
+# TESSERA_SKIP_BENCH=1), and
 # copies logs to $OUT when it is set.
 # TESSERA_BUNDLE names the bundle (default "bundle"); TESSERA_TESTS is a glob of test
 # executables (default "*_gpu_test").
@@ -23,6 +24,10 @@ done
 if [ "${TESSERA_SKIP_BENCH:-0}" != 1 ] && [ -x "$root/bin/kernels" ]; then
   echo "== bench/kernels =="
   "$root/bin/kernels" 2>&1 | tee "$logs/bench_kernels.log" || status=1
+fi
+if [ "${TESSERA_SKIP_BENCH:-0}" != 1 ] && [ -x "$root/bin/collectives" ]; then
+  echo "== bench/collectives =="
+  "$root/bin/collectives" 2>&1 | tee "$logs/bench_collectives.log" || status=1
 fi
 # PyTorch SDPA attention at the issue's shapes, the bar for bench/kernels' attention rows.
 if [ "${TESSERA_SKIP_BENCH:-0}" != 1 ] && [ -f bench/attention_torch.py ] && python3 -c "import torch" 2>/dev/null; then

@@ -26,26 +26,26 @@ std::pair<int64_t, int64_t> check_rows(std::string_view op, const Tensor& x, con
 }
 
 // One step of a row reduction in f64; max and min keep the first NaN they meet.
-double reduce_step(ReduceOp op, double acc, double v) {
-  if (op == ReduceOp::Sum) return acc + v;
+double reduce_step(RowReduceOp op, double acc, double v) {
+  if (op == RowReduceOp::Sum) return acc + v;
   if (std::isnan(acc)) return acc;
   if (std::isnan(v)) return v;
-  return op == ReduceOp::Max ? std::max(acc, v) : std::min(acc, v);
+  return op == RowReduceOp::Max ? std::max(acc, v) : std::min(acc, v);
 }
 
 }  // namespace
 
-void CpuBackend::reduce_rows(ReduceOp op, const Tensor& x, const Tensor& out) {
+void CpuBackend::reduce_rows(RowReduceOp op, const Tensor& x, const Tensor& out) {
   auto [rows, cols] = check_rows("reduce_rows", x, out);
   TS_CHECK(out.dtype() == x.dtype(), "reduce_rows: out is ", out.dtype(), " but x is ", x.dtype());
-  TS_CHECK(op == ReduceOp::Sum || cols > 0, "reduce_rows: max/min of an empty row (x ", shape_str(x.shape()), ")");
+  TS_CHECK(op == RowReduceOp::Sum || cols > 0, "reduce_rows: max/min of an empty row (x ", shape_str(x.shape()), ")");
   dispatch_float(x.dtype(), "reduce_rows", [&](auto t) {
     using T = decltype(t);
     const T* in = x.data<T>();
     T* y = out.data<T>();
     for (int64_t r = 0; r < rows; ++r) {
       const T* row = in + r * cols;
-      double result = op == ReduceOp::Sum ? 0.0 : static_cast<double>(row[0]);
+      double result = op == RowReduceOp::Sum ? 0.0 : static_cast<double>(row[0]);
       for (int64_t c = 0; c < cols; ++c) result = reduce_step(op, result, static_cast<double>(row[c]));
       y[r] = convert<T>(result);
     }

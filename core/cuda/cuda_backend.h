@@ -48,7 +48,7 @@ class CudaBackend final : public Backend {
   void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dL_dout, const Tensor& dL_dgate,
                        const Tensor& dL_dup) override;
 
-  void reduce_rows(ReduceOp op, const Tensor& x, const Tensor& out) override;
+  void reduce_rows(RowReduceOp op, const Tensor& x, const Tensor& out) override;
   void argmax_rows(const Tensor& x, const Tensor& out_i64) override;
   void gemm(const Tensor& a, const Tensor& b, const Tensor& c, const GemmArgs& args) override;
 

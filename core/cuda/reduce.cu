@@ -28,11 +28,11 @@ constexpr int kWarpKernelThreads = 256;  // 8 rows per block
 constexpr int kBlockThreads = 512;
 constexpr int64_t kWarpMaxCols = 2048;
 
-template <ReduceOp OP, typename A>
+template <RowReduceOp OP, typename A>
 __device__ __forceinline__ A reduce_identity() {
-  if constexpr (OP == ReduceOp::Sum) {
+  if constexpr (OP == RowReduceOp::Sum) {
     return A(0);
-  } else if constexpr (OP == ReduceOp::Max) {
+  } else if constexpr (OP == RowReduceOp::Max) {
     return -static_cast<A>(INFINITY);
   } else {
     return static_cast<A>(INFINITY);
@@ -52,16 +52,16 @@ __device__ __forceinline__ float min_nan(float a, float b) {
 }
 
 // One step of the reduction; max and min keep a NaN once they meet one.
-template <ReduceOp OP, typename A>
+template <RowReduceOp OP, typename A>
 __device__ __forceinline__ A reduce_step(A acc, A v) {
-  if constexpr (OP == ReduceOp::Sum) {
+  if constexpr (OP == RowReduceOp::Sum) {
     return acc + v;
   } else if constexpr (std::is_same_v<A, float>) {
-    return OP == ReduceOp::Max ? max_nan(acc, v) : min_nan(acc, v);
+    return OP == RowReduceOp::Max ? max_nan(acc, v) : min_nan(acc, v);
   } else {
     if (isnan(acc)) return acc;
     if (isnan(v)) return v;
-    if constexpr (OP == ReduceOp::Max) {
+    if constexpr (OP == RowReduceOp::Max) {
       return v > acc ? v : acc;
     } else {
       return v < acc ? v : acc;
@@ -70,7 +70,7 @@ __device__ __forceinline__ A reduce_step(A acc, A v) {
 }
 
 // Reduces v over the kGroup threads of a group (a warp, or the whole block); lane 0 gets the result.
-template <int kGroup, ReduceOp OP, typename A>
+template <int kGroup, RowReduceOp OP, typename A>
 __device__ __forceinline__ A group_reduce(A v) {
 #pragma unroll
   for (int width = kWarp / 2; width > 0; width /= 2) v = reduce_step<OP>(v, __shfl_xor_sync(0xffffffffu, v, width));
@@ -90,7 +90,7 @@ __device__ __forceinline__ A group_reduce(A v) {
 
 // out[u] = reduction of row u / splits, columns [(u % splits) * span, + span) (clipped to cols).
 // `vectorize`: x, cols and span are all aligned to a 16-byte vector.
-template <int kGroup, ReduceOp OP, typename T, typename O>
+template <int kGroup, RowReduceOp OP, typename T, typename O>
 __global__ void reduce_rows_kernel(const T* x, O* out, int64_t units, int64_t cols, int64_t splits, int64_t span,
                                    bool vectorize) {
   using A = acc_t<T>;
@@ -118,7 +118,7 @@ __global__ void reduce_rows_kernel(const T* x, O* out, int64_t units, int64_t co
   if (lane == 0) out[unit] = cuda::store<O>(acc);
 }
 
-template <ReduceOp OP, typename T, typename O>
+template <RowReduceOp OP, typename T, typename O>
 void launch_reduce(const T* x, O* out, int64_t rows, int64_t cols, int64_t splits, int64_t span, cudaStream_t s) {
   constexpr int N = cuda::kVec16<T>;
   bool vectorize = cuda::is_aligned(x, 16) && cols % N == 0 && span % N == 0;
@@ -147,12 +147,12 @@ int64_t splits_for(int64_t rows, int64_t cols, int vector, int device) {
 }
 
 template <typename Fn>
-void dispatch_reduce_op(ReduceOp op, Fn&& fn) {
+void dispatch_reduce_op(RowReduceOp op, Fn&& fn) {
   // clang-format off
   switch (op) {
-    case ReduceOp::Sum: fn(std::integral_constant<ReduceOp, ReduceOp::Sum>{}); return;
-    case ReduceOp::Max: fn(std::integral_constant<ReduceOp, ReduceOp::Max>{}); return;
-    case ReduceOp::Min: fn(std::integral_constant<ReduceOp, ReduceOp::Min>{}); return;
+    case RowReduceOp::Sum: fn(std::integral_constant<RowReduceOp, RowReduceOp::Sum>{}); return;
+    case RowReduceOp::Max: fn(std::integral_constant<RowReduceOp, RowReduceOp::Max>{}); return;
+    case RowReduceOp::Min: fn(std::integral_constant<RowReduceOp, RowReduceOp::Min>{}); return;
   }
   // clang-format on
   TS_CHECK(false, "reduce_rows: unknown op ", static_cast<int>(op));
@@ -208,7 +208,7 @@ __global__ void argmax_rows_kernel(const T* x, int64_t* out, int64_t rows, int64
       for (int k = 0; k < N; ++k) values[k] = cuda::load(v.v[k]);
       A vector_max = values[0];
 #pragma unroll
-      for (int k = 1; k < N; ++k) vector_max = reduce_step<ReduceOp::Max>(vector_max, values[k]);
+      for (int k = 1; k < N; ++k) vector_max = reduce_step<RowReduceOp::Max>(vector_max, values[k]);
       // Only a vector holding a new maximum or a NaN can change the answer.
       if (!best_nan && (bi < 0 || !(vector_max <= best))) {
 #pragma unroll
@@ -250,10 +250,10 @@ std::pair<int64_t, int64_t> check_rows(const char* op, const Tensor& x, const Te
 
 }  // namespace
 
-void CudaBackend::reduce_rows(ReduceOp op, const Tensor& x, const Tensor& out) {
+void CudaBackend::reduce_rows(RowReduceOp op, const Tensor& x, const Tensor& out) {
   auto [rows, cols] = check_rows("reduce_rows", x, out, device_);
   TS_CHECK(out.dtype() == x.dtype(), "reduce_rows: out is ", out.dtype(), " but x is ", x.dtype());
-  TS_CHECK(op == ReduceOp::Sum || cols > 0, "reduce_rows: max/min of an empty row (x ", shape_str(x.shape()), ")");
+  TS_CHECK(op == RowReduceOp::Sum || cols > 0, "reduce_rows: max/min of an empty row (x ", shape_str(x.shape()), ")");
   CudaDeviceGuard guard(device_);
   cudaStream_t s = stream();
   cuda::dispatch_cuda_float(x.dtype(), "reduce_rows", [&](auto t) {
@@ -265,7 +265,7 @@ void CudaBackend::reduce_rows(ReduceOp op, const Tensor& x, const Tensor& out) {
     constexpr int N = cuda::kVec16<T>;
     int64_t splits = splits_for(rows, cols, N, device_);
     dispatch_reduce_op(op, [&](auto op_constant) {
-      constexpr ReduceOp OP = decltype(op_constant)::value;
+      constexpr RowReduceOp OP = decltype(op_constant)::value;
       if (splits == 1) {
         launch_reduce<OP>(px, po, rows, cols, 1, cols, s);
         return;

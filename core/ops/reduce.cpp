@@ -48,7 +48,7 @@ ReducePlan plan_reduction(const Tensor& x, const std::vector<int64_t>& dims, std
 }
 
 // Runs the row kernel; returns an untracked tensor of the kept (or keepdim) shape.
-Tensor reduce_forward(ReduceOp op, const Tensor& x, const ReducePlan& plan, bool keepdim) {
+Tensor reduce_forward(RowReduceOp op, const Tensor& x, const ReducePlan& plan, bool keepdim) {
   Tensor rows = x.detach().permute(plan.permutation).contiguous().view({plan.rows, plan.reduced});
   Tensor out = Tensor::empty({plan.rows}, x.dtype(), x.device());
   backend_for(x.device()).reduce_rows(op, rows, out);
@@ -61,7 +61,7 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   check_defined("sum", x, "x");
   check_floating("sum", x);
   ReducePlan plan = plan_reduction(x, dims, "sum");
-  Tensor out = reduce_forward(ReduceOp::Sum, x, plan, keepdim);
+  Tensor out = reduce_forward(RowReduceOp::Sum, x, plan, keepdim);
   return record_op("sum", {x}, out, [plan, input_shape = x.shape()](const std::vector<Tensor>& g,
                                                                      const std::vector<bool>&) {
     return std::vector<Tensor>{g[0].reshape(plan.keepdim_shape).expand(input_shape)};
@@ -79,7 +79,7 @@ Tensor amax(const Tensor& x, int64_t dim, bool keepdim) {
   check_floating("amax", x);
   ReducePlan plan = plan_reduction(x, {dim}, "amax");
   TS_CHECK(plan.reduced > 0, "amax: reducing over an empty dim of shape ", x.shape());
-  return reduce_forward(ReduceOp::Max, x, plan, keepdim);
+  return reduce_forward(RowReduceOp::Max, x, plan, keepdim);
 }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {

@@ -380,14 +380,14 @@ TEST_F(CpuKernels, ReduceRowsAndArgmaxMatchHandLoops) {
   Tensor idx = Tensor::empty({5}, DType::I64);
   cpu_.argmax_rows(x, idx);
   std::vector<int64_t> arg = idx.to_vector<int64_t>();
-  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min}) {
+  for (RowReduceOp op : {RowReduceOp::Sum, RowReduceOp::Max, RowReduceOp::Min}) {
     cpu_.reduce_rows(op, x, out);
     std::vector<float> got = out.to_vector<float>();
     for (int r = 0; r < 5; ++r) {
-      float expect = op == ReduceOp::Sum ? 0.0f : v[r * 12];
+      float expect = op == RowReduceOp::Sum ? 0.0f : v[r * 12];
       for (int c = 0; c < 12; ++c) {
         float e = v[r * 12 + c];
-        expect = op == ReduceOp::Sum ? expect + e : op == ReduceOp::Max ? std::max(expect, e) : std::min(expect, e);
+        expect = op == RowReduceOp::Sum ? expect + e : op == RowReduceOp::Max ? std::max(expect, e) : std::min(expect, e);
       }
       EXPECT_EQ(got[r], expect) << "op " << static_cast<int>(op) << " row " << r;
     }
@@ -403,12 +403,12 @@ TEST_F(CpuKernels, ReduceRowsAndArgmaxMatchHandLoops) {
   // f32 sums accumulate in f64: 2^24 + 1 + 1 - 2^24 is 2, not 0.
   Tensor big = Tensor::from_vector(std::vector<float>{16777216.0f, 1, 1, -16777216.0f}, {1, 4});
   Tensor sum = Tensor::empty({1}, DType::F32);
-  cpu_.reduce_rows(ReduceOp::Sum, big, sum);
+  cpu_.reduce_rows(RowReduceOp::Sum, big, sum);
   EXPECT_EQ(sum.to_vector<float>()[0], 2.0f);
 
   // NaN propagates through max/min and counts as the argmax.
   Tensor with_nan = Tensor::from_vector(std::vector<float>{1, std::nanf(""), 3}, {1, 3});
-  for (ReduceOp op : {ReduceOp::Max, ReduceOp::Min}) {
+  for (RowReduceOp op : {RowReduceOp::Max, RowReduceOp::Min}) {
     cpu_.reduce_rows(op, with_nan, sum);
     EXPECT_TRUE(std::isnan(sum.to_vector<float>()[0])) << "op " << static_cast<int>(op);
   }

@@ -352,17 +352,17 @@ TEST(GpuReduce, RowReductionsMatchCpuForEveryShapeClass) {
   const Shape shapes[] = {{7, 5}, {33, 3000}, {300, 2048}, {3, 200000}, {1, 1 << 20}, {2, 1000003}, {4, 0}, {0, 9}};
   for (DType dtype : {DType::F32, DType::BF16, DType::F64}) {
     for (const Shape& shape : shapes) {
-      for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min}) {
-        if (op != ReduceOp::Sum && shape[1] == 0) continue;
-        std::string tag = std::string(op == ReduceOp::Sum   ? "sum"
-                                      : op == ReduceOp::Max ? "max"
+      for (RowReduceOp op : {RowReduceOp::Sum, RowReduceOp::Max, RowReduceOp::Min}) {
+        if (op != RowReduceOp::Sum && shape[1] == 0) continue;
+        std::string tag = std::string(op == RowReduceOp::Sum   ? "sum"
+                                      : op == RowReduceOp::Max ? "max"
                                                             : "min") +
                           " " + name(dtype) + " " + shape_str(shape);
         Both x = random_normal(shape, dtype, g);
         Both out = poisoned_both({shape[0]}, dtype);
         cpu().reduce_rows(op, x.cpu, out.cpu);
         gpu().reduce_rows(op, x.gpu, out.gpu);
-        if (op == ReduceOp::Sum) {
+        if (op == RowReduceOp::Sum) {
           expect_close(tag, out);
         } else {
           expect_same(tag, out);
@@ -377,17 +377,17 @@ TEST(GpuReduce, UnalignedRowsAndNanPropagation) {
   Generator g(22);
   Both base = random_normal({40 * 4096 + 1}, DType::BF16, g);
   Both x = unaligned(base, {40, 4096});
-  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Max}) {
+  for (RowReduceOp op : {RowReduceOp::Sum, RowReduceOp::Max}) {
     Both out = poisoned_both({40}, DType::BF16);
     cpu().reduce_rows(op, x.cpu, out.cpu);
     gpu().reduce_rows(op, x.gpu, out.gpu);
-    op == ReduceOp::Sum ? expect_close("sum bf16 unaligned", out) : expect_same("max bf16 unaligned", out);
+    op == RowReduceOp::Sum ? expect_close("sum bf16 unaligned", out) : expect_same("max bf16 unaligned", out);
   }
   Tensor host = randn({6, 5000}, g);
   host.narrow(0, 1, 1).narrow(1, 4321, 1).fill_(NAN);
   host.narrow(0, 4, 1).narrow(1, 0, 1).fill_(NAN);
   Both nan_rows = both(host);
-  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min}) {
+  for (RowReduceOp op : {RowReduceOp::Sum, RowReduceOp::Max, RowReduceOp::Min}) {
     Both out = poisoned_both({6}, DType::F32);
     cpu().reduce_rows(op, nan_rows.cpu, out.cpu);
     gpu().reduce_rows(op, nan_rows.gpu, out.gpu);
@@ -607,10 +607,10 @@ TEST(GpuElementwise, BadInputsThrow) {
   EXPECT_THROW(gpu().swiglu(a, b16, out), Error);
   EXPECT_THROW(gpu().axpy(1.0, t, out), Error);
   EXPECT_THROW(
-      gpu().reduce_rows(ReduceOp::Max, Tensor::zeros({3, 0}, DType::F32, kGpu), Tensor::zeros({3}, DType::F32, kGpu)),
+      gpu().reduce_rows(RowReduceOp::Max, Tensor::zeros({3, 0}, DType::F32, kGpu), Tensor::zeros({3}, DType::F32, kGpu)),
       Error);
-  EXPECT_THROW(gpu().reduce_rows(ReduceOp::Sum, a, Tensor::zeros({5}, DType::F32, kGpu)), Error);
-  EXPECT_THROW(gpu().reduce_rows(ReduceOp::Sum, Tensor::zeros({2, 2, 2}, DType::F32, kGpu),
+  EXPECT_THROW(gpu().reduce_rows(RowReduceOp::Sum, a, Tensor::zeros({5}, DType::F32, kGpu)), Error);
+  EXPECT_THROW(gpu().reduce_rows(RowReduceOp::Sum, Tensor::zeros({2, 2, 2}, DType::F32, kGpu),
                                  Tensor::zeros({2}, DType::F32, kGpu)),
                Error);
   EXPECT_THROW(gpu().argmax_rows(a, Tensor::zeros({4}, DType::I32, kGpu)), Error);

@@ -172,7 +172,22 @@ TEST(Checkpoint, LayoutReadsWithThePlainHdf5Api) {
     EXPECT_EQ(values, expected.to_vector<float>()) << name;
   }
   EXPECT_EQ(H5Lexists(file, "/optimizer/master", H5P_DEFAULT), 0) << "f32 parameters are their own masters";
+  EXPECT_EQ(H5Aexists_by_name(file, "/rng", "model_parallel_seed", H5P_DEFAULT), 0)
+      << "only tensor-parallel shards keep a model-parallel stream";
   H5Fclose(file);
+}
+
+TEST(Checkpoint, TheModelParallelStreamOfATensorParallelShardRoundTrips) {
+  TemporaryFolder folder;
+  TinyRun run(tiny_config(), 1);
+  TrainingCheckpoint checkpoint = run.capture();
+  EXPECT_FALSE(checkpoint.model_parallel_rng.has_value()) << "a single-rank model has no shard stream to keep";
+  checkpoint.model_parallel_rng = PhiloxState{4321, 77};
+  write_checkpoint_file(folder.file("shard.h5"), checkpoint);
+  std::optional<PhiloxState> read = read_checkpoint_file(folder.file("shard.h5")).model_parallel_rng;
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->seed, 4321u);
+  EXPECT_EQ(read->offset, 77u);
 }
 
 TEST(Checkpoint, Bf16ParametersKeepTheirSeparateF32Masters) {

@@ -1,6 +1,10 @@
 // Recipes that cannot run are refused before any work, with the key and a one-line reason:
-// missing data, batch sizes that do not divide, sequences longer than the model, layouts a
-// single rank cannot run, an inconsistent schedule.
+// missing data, batch sizes that do not divide, sequences longer than the model, parallel
+// layouts that do not fit the world or the model or that this build cannot run yet, an
+// inconsistent schedule. Layouts are resolved against a launch of N ranks (no MPI needed:
+// train_config_from_recipe only reads the world size).
+#include "launcher/train_config.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -8,7 +12,6 @@
 
 #include "core/check.h"
 #include "data/indexed_dataset_writer.h"
-#include "launcher/train_config.h"
 
 namespace tessera {
 namespace {
@@ -32,18 +35,24 @@ class TrainConfigTest : public ::testing::Test {
 
   std::string recipe(const std::string& extra_train = "") const {
     return "model:\n  preset: gpt2-124m\n  num_layers: 2\n  max_position_embeddings: 64\n"
-           "data:\n  data_path: [" + prefix_ + "]\n  seq_length: 32\n"
-           "train:\n  micro_batch_size: 4\n  global_batch_size: 8\n  train_iters: 10\n  device: cpu\n" + extra_train;
+           "data:\n  data_path: [" +
+           prefix_ +
+           "]\n  seq_length: 32\n"
+           "train:\n  micro_batch_size: 4\n  global_batch_size: 8\n  train_iters: 10\n  device: cpu\n" +
+           extra_train;
   }
 
-  std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) const {
+  std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {},
+                       int world_size = 1) const {
     try {
-      train_config_from_recipe(Recipe::parse(yaml, "r.yaml", overrides));
+      train_config_from_recipe(Recipe::parse(yaml, "r.yaml", overrides), launch_of(world_size));
     } catch (const Error& e) {
       return e.what();
     }
     return "no error";
   }
+
+  static LaunchContext launch_of(int world_size) { return {.rank = 0, .world_size = world_size}; }
 
   std::filesystem::path dir_;
   std::string prefix_;
@@ -60,9 +69,9 @@ TEST_F(TrainConfigTest, AGoodRecipeResolves) {
 }
 
 TEST_F(TrainConfigTest, MissingDataIsNamedWithTheFix) {
-  EXPECT_THAT(error_of(recipe(), {"data.data_path=[" + prefix_ + "_missing]"}),
-              AllOf(HasSubstr("data.data_path"), HasSubstr("_missing.bin does not exist"),
-                    HasSubstr("tessera preprocess")));
+  EXPECT_THAT(
+      error_of(recipe(), {"data.data_path=[" + prefix_ + "_missing]"}),
+      AllOf(HasSubstr("data.data_path"), HasSubstr("_missing.bin does not exist"), HasSubstr("tessera preprocess")));
 }
 
 TEST_F(TrainConfigTest, MicroBatchThatDoesNotDivideTheGlobalBatchIsRefused) {
@@ -75,10 +84,51 @@ TEST_F(TrainConfigTest, SequenceLongerThanTheModelIsRefused) {
               AllOf(HasSubstr("data.seq_length 128"), HasSubstr("max_position_embeddings 64")));
 }
 
-TEST_F(TrainConfigTest, LayoutsOneRankCannotRunAreRefused) {
-  EXPECT_THAT(error_of(recipe(), {"parallel.tensor_model_parallel_size=2"}),
-              AllOf(HasSubstr("parallel.tensor_model_parallel_size = 2"), HasSubstr("set it to 1")));
+TEST_F(TrainConfigTest, DataParallelSizeIsWhatTheWorldLeaves) {
+  TrainConfig c =
+      train_config_from_recipe(Recipe::parse(recipe(), "r.yaml", {"train.micro_batch_size=1"}), launch_of(4));
+  EXPECT_EQ(c.layout.tp, 1);
+  EXPECT_EQ(c.layout.dp, 4);
+  EXPECT_EQ(c.grad_accumulation_steps(), 2);  // 8 samples = 1 x 2 micro-batches x 4 ranks
+  EXPECT_EQ(c.tokens_per_step(), 8 * 32);     // the global batch, whatever the layout
+  EXPECT_EQ(c.ddp_bucket_size_mb, 40.0);
+  EXPECT_EQ(train_config_from_recipe(Recipe::parse(recipe(), "r.yaml")).layout.dp, 1);
+}
+
+TEST_F(TrainConfigTest, LayoutsThatDoNotFitTheWorldOrTheModelAreRefused) {
+  // world 4 is not a multiple of tp 3
+  EXPECT_THAT(error_of(recipe(), {"parallel.tensor_model_parallel_size=3"}, 4),
+              AllOf(HasSubstr("parallel.tensor_model_parallel_size = 3 does not divide the 4 launched rank(s)"),
+                    HasSubstr("launch a multiple of 3 ranks")));
+  EXPECT_THAT(error_of(recipe(), {"parallel.tensor_model_parallel_size=2"}, 1),
+              HasSubstr("parallel.tensor_model_parallel_size = 2 does not divide the 1 launched rank(s)"));
+  // gpt2-124m has 12 heads
+  EXPECT_THAT(error_of(recipe(), {"parallel.tensor_model_parallel_size=8"}, 8),
+              AllOf(HasSubstr("parallel.tensor_model_parallel_size = 8"), HasSubstr("12 attention heads")));
+  // the data-parallel size that is left must divide the batch
+  EXPECT_THAT(
+      error_of(recipe(), {}, 4),
+      HasSubstr("train.global_batch_size 8 is not divisible by train.micro_batch_size 4 x data-parallel size 4"));
+}
+
+TEST_F(TrainConfigTest, SequenceParallelNeedsTensorParallelismAndADivisibleSequence) {
   EXPECT_THAT(error_of(recipe(), {"parallel.sequence_parallel=true"}), HasSubstr("tensor_model_parallel_size > 1"));
+  EXPECT_THAT(
+      error_of(recipe(),
+               {"parallel.sequence_parallel=true", "parallel.tensor_model_parallel_size=2", "data.seq_length=31"}, 2),
+      AllOf(HasSubstr("data.seq_length 31"), HasSubstr("divisible by parallel.tensor_model_parallel_size 2")));
+}
+
+TEST_F(TrainConfigTest, WhatThisBuildCannotRunYetIsRefusedWithWhatBringsIt) {
+  EXPECT_THAT(error_of(recipe(), {"parallel.pipeline_model_parallel_size=2"}, 2),
+              AllOf(HasSubstr("parallel.pipeline_model_parallel_size = 2"), HasSubstr("pipeline schedules")));
+  EXPECT_THAT(error_of(recipe(), {"parallel.context_parallel_size=2"}, 2), HasSubstr("context parallelism arrives"));
+  EXPECT_THAT(error_of(recipe(), {"parallel.zero_stage=1"}, 2),
+              AllOf(HasSubstr("parallel.zero_stage = 1"), HasSubstr("ZeRO arrives")));
+  EXPECT_THAT(error_of(recipe(), {"parallel.ddp_bucket_size_mb=0"}),
+              HasSubstr("parallel.ddp_bucket_size_mb must be > 0"));
+  EXPECT_THAT(error_of(recipe(), {"parallel.tensor_model_parallel_size=2", "train.precision=fp16"}, 2),
+              AllOf(HasSubstr("train.precision = fp16"), HasSubstr("use bf16")));
 }
 
 TEST_F(TrainConfigTest, InconsistentModelAndScheduleAreRefused) {

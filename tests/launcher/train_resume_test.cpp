@@ -153,5 +153,24 @@ TEST_F(TrainResume, ResumingIntoAnotherModelShapeNamesTheFirstMismatchingParamet
   }
 }
 
+TEST_F(TrainResume, ACheckpointOfAnotherTensorParallelSizeIsRefusedInOneLine) {
+  // The stored recipe says tp 2 (as a shard of a tensor-parallel run would): this single-rank run
+  // must not load it.
+  TrainingCheckpoint checkpoint = read_checkpoint_file(checkpoint_at_10());
+  size_t at = checkpoint.config_yaml.find("tensor_model_parallel_size: 1");
+  ASSERT_NE(at, std::string::npos) << checkpoint.config_yaml;
+  checkpoint.config_yaml.replace(at, 29, "tensor_model_parallel_size: 2");
+  std::string path = folder_->file("tp2.h5");
+  write_checkpoint_file(path, checkpoint);
+  try {
+    train({"train.resume=" + path}, 11);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("saved with parallel.tensor_model_parallel_size = 2 but this run has 1"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace tessera

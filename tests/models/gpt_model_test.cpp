@@ -1,6 +1,7 @@
 // GPT/Llama models: parameter counts against the published sizes, stable names, causality,
 // the whole model's gradient against finite differences in f64, recomputation bit-equality,
-// padded vocabulary rows, and a small model memorising a sequence.
+// padded vocabulary rows (and their padding per tp size), the single-rank answers of the
+// tensor-parallel hooks, and a small model memorising a sequence.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -38,6 +39,9 @@ TEST(GptModel, ParameterCountsMatchThePublishedModels) {
   EXPECT_EQ(transformer_preset("llama3-8b").parameter_count(), 8030261248);
   EXPECT_EQ(transformer_preset("llama3-70b").parameter_count(), 70553706496);
   EXPECT_EQ(transformer_preset("gpt2-124m").padded_vocab_size(), 50304);
+  // Megatron pads to a multiple of 128 x tp: GPT-2's 50257 becomes 50432 at tp = 2, 51200 at 8.
+  EXPECT_EQ(transformer_preset("gpt2-124m").padded_vocab_size(2), 50432);
+  EXPECT_EQ(transformer_preset("gpt2-124m").padded_vocab_size(8), 51200);
 }
 
 TEST(GptModel, BuiltModelsHaveTheCountedParameters) {
@@ -141,6 +145,19 @@ TEST(GptModel, PaddedVocabularyRowsGetNoGradient) {
   ASSERT_EQ(grad.size(0), 40);
   std::vector<float> padded = grad.narrow(0, 37, 3).to_vector<float>();
   EXPECT_THAT(padded, ::testing::Each(0.0f));
+}
+
+TEST(GptModel, WithoutTensorParallelismNothingIsShardedAndFinalizingChangesNothing) {
+  GptModel model(tiny(true), 4);
+  std::vector<bool> sharded = model.parameter_is_tensor_parallel_sharded();
+  EXPECT_EQ(sharded.size(), model.parameters().size());
+  EXPECT_THAT(sharded, ::testing::Each(false));
+  model.loss(batch_of({1, 2, 3, 4}, 2, 4)).backward();
+  std::vector<std::vector<float>> before;
+  for (const Tensor& p : model.parameters()) before.push_back(p.grad().to_vector<float>());
+  model.finalize_tensor_parallel_grads();
+  std::vector<Tensor> parameters = model.parameters();
+  for (size_t i = 0; i < parameters.size(); ++i) EXPECT_EQ(parameters[i].grad().to_vector<float>(), before[i]);
 }
 
 TEST(GptModel, SmallModelMemorisesASequence) {

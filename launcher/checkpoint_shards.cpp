@@ -1,0 +1,75 @@
+// Tensor-parallel checkpoint folders and tp-size checks (see checkpoint_shards.h).
+#include "launcher/checkpoint_shards.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <regex>
+
+#include "core/check.h"
+#include "launcher/checkpoint_directory.h"
+
+namespace tessera {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kTpKey = "parallel.tensor_model_parallel_size";
+
+std::string shard_folder_name(int tp_rank, int tp) { return fmt::format("tp{}-of-{}", tp_rank, tp); }
+
+}  // namespace
+
+std::string tensor_parallel_checkpoint_directory(const std::string& directory, int tp_rank, int tp) {
+  TS_CHECK(tp >= 1 && tp_rank >= 0 && tp_rank < tp, "checkpoint: tp rank ", tp_rank, " of ", tp, " is out of range");
+  if (tp == 1 || directory.empty()) return directory;
+  return (fs::path(directory) / shard_folder_name(tp_rank, tp)).string();
+}
+
+std::string tensor_parallel_resume(const std::string& resume, int tp_rank, int tp) {
+  if (tp == 1 || resume == "auto" || resume == "none") return resume;
+  TS_CHECK(fs::is_directory(resume), "train.resume: ", resume, " is a single file, but with ", kTpKey, " = ", tp,
+           " every tp rank loads its own shard; give the checkpoint directory (the one holding tp0-of-", tp, "/)");
+  return tensor_parallel_checkpoint_directory(resume, tp_rank, tp);
+}
+
+void check_checkpoint_directory_tensor_parallel_size(const std::string& directory, int tp, const std::string& key) {
+  if (directory.empty() || !fs::is_directory(directory)) return;
+  static const std::regex kShard(R"(tp(\d+)-of-(\d+))");
+  for (const fs::directory_entry& entry : fs::directory_iterator(directory)) {
+    std::smatch match;
+    std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || !std::regex_match(name, match, kShard)) continue;
+    int saved_tp = std::stoi(match[2].str());
+    TS_CHECK(saved_tp == tp, key, ": ", directory, " holds checkpoint shards of a run with ", kTpKey, " = ", saved_tp,
+             " (", name, "/) but this run has ", tp, "; resume with ", kTpKey, " = ", saved_tp,
+             ", or save into another directory");
+  }
+  if (tp > 1) {
+    std::vector<CheckpointFileEntry> single = list_checkpoints(directory);
+    TS_CHECK(single.empty(), key, ": ", directory, " holds checkpoints of a run with ", kTpKey, " = 1 (",
+             single.empty() ? "" : single.back().path, ") but this run has ", tp, "; resume with ", kTpKey,
+             " = 1, or save into another directory");
+  }
+}
+
+void check_checkpoint_tensor_parallel_size(const TrainingCheckpoint& checkpoint, const std::string& source, int tp) {
+  int saved_tp = 1;
+  try {
+    // A recipe without the key (or a checkpoint from before tensor parallelism) means tp = 1.
+    const YAML::Node root = YAML::Load(checkpoint.config_yaml);
+    const YAML::Node parallel = root.IsMap() ? root["parallel"] : YAML::Node();
+    if (parallel && parallel.IsMap()) {
+      const YAML::Node size = parallel["tensor_model_parallel_size"];
+      if (size) saved_tp = size.as<int>();
+    }
+  } catch (const YAML::Exception& e) {
+    TS_CHECK(false, source, ": the recipe stored in the checkpoint does not parse (", e.what(), ")");
+  }
+  TS_CHECK(saved_tp == tp, source, ": the checkpoint was saved with ", kTpKey, " = ", saved_tp, " but this run has ",
+           tp, "; resume with ", kTpKey, " = ", saved_tp, " (shards cannot be resharded yet)");
+}
+
+}  // namespace tessera

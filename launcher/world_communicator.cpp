@@ -1,0 +1,30 @@
+// The world communicator's backend (see world_communicator.h).
+#include "launcher/world_communicator.h"
+
+#include "core/check.h"
+#ifdef TESSERA_WITH_NCCL
+#include "parallel/nccl_communicator.h"
+#endif
+
+namespace tessera {
+
+void check_world_backend(Device device, int world_size) {
+#ifndef TESSERA_WITH_NCCL
+  TS_CHECK(!device.is_cuda() || world_size == 1, "train.device = cuda with ", world_size,
+           " ranks needs the NCCL backend, and this build has none (built without CUDA); run the ranks on CPU "
+           "(train.device=cpu) or use a CUDA build");
+#else
+  (void)device;
+  (void)world_size;
+#endif
+}
+
+std::unique_ptr<Communicator> make_world_communicator(Communicator& host_world, Device device) {
+  check_world_backend(device, host_world.size());
+#ifdef TESSERA_WITH_NCCL
+  if (device.is_cuda()) return std::make_unique<NcclCommunicator>(host_world, device.index);
+#endif
+  return host_world.split(0, host_world.rank(), "world");
+}
+
+}  // namespace tessera

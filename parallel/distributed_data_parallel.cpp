@@ -1,0 +1,177 @@
+// Bucketed, overlapped gradient all-reduce (see distributed_data_parallel.h).
+#include "parallel/distributed_data_parallel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <unordered_set>
+#include <utility>
+
+#include "core/check.h"
+
+namespace tessera {
+
+struct DistributedDataParallel::State {
+  std::vector<Tensor> parameters;
+  Communicator* comm = nullptr;
+  DdpOptions options;
+  Tensor buffer;
+  std::vector<GradBucket> buckets;
+  std::vector<GradRange> ranges;
+  std::vector<Tensor> bucket_views;  // buffer ranges handed to the communicator
+  bool sync_enabled = true;
+
+  // This synchronised backward pass (reset by finish_grad_sync and zero_grad).
+  std::vector<bool> ready;                        // per parameter
+  std::vector<size_t> pending;                    // per bucket: parameters not ready yet
+  std::vector<std::unique_ptr<WorkHandle>> work;  // per bucket, once started
+  size_t next_to_start = 0;                       // buckets start in order
+  size_t first_unfinished = 0;                    // polling starts here
+
+  std::string where() const {
+    return detail::concat("DistributedDataParallel on group '", comm->name(), "' (rank ", comm->rank(), " of ",
+                          comm->size(), ")");
+  }
+
+  void reset_pass() {
+    ready.assign(parameters.size(), false);
+    pending.clear();
+    for (const GradBucket& bucket : buckets) pending.push_back(bucket.parameters.size());
+    work.clear();
+    work.resize(buckets.size());
+    next_to_start = 0;
+    first_unfinished = 0;
+  }
+
+  void start_bucket(size_t b) { work[b] = comm->all_reduce_async(bucket_views[b], options.reduction); }
+
+  // Starts the ready buckets that are next in order.
+  void start_ready_buckets() {
+    while (next_to_start < buckets.size() && pending[next_to_start] == 0) start_bucket(next_to_start++);
+  }
+
+  // Gives the reductions in flight a chance to progress (see the header's note on overlap).
+  void poll() {
+    while (first_unfinished < next_to_start && work[first_unfinished]->is_completed()) ++first_unfinished;
+    for (size_t b = first_unfinished + 1; b < next_to_start; ++b) work[b]->is_completed();
+  }
+
+  void on_grad_ready(size_t index) {
+    if (!sync_enabled) return;
+    TS_CHECK(!ready[index], where(), ": the gradient of parameter ", index, " (shape ", parameters[index].shape(),
+             ") became ready twice in one synchronised backward pass; call finish_grad_sync() after each backward "
+             "with grad sync on, and run the other micro-batches of gradient accumulation inside no_sync()");
+    ready[index] = true;
+    --pending[ranges[index].bucket];
+    start_ready_buckets();
+    poll();
+  }
+
+  bool in_flight() const { return next_to_start > 0; }
+};
+
+namespace {
+
+void check_parameters(const std::vector<Tensor>& parameters, const Communicator& comm) {
+  TS_CHECK(!parameters.empty(), "DistributedDataParallel: no parameters to synchronise");
+  std::unordered_set<const TensorImpl*> seen;
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    const Tensor& p = parameters[i];
+    TS_CHECK(p.defined() && p.is_leaf() && p.requires_grad(), "DistributedDataParallel: parameter ", i,
+             " is not a leaf tensor that requires grad; pass only trainable parameters");
+    TS_CHECK(p.device() == comm.device(), "DistributedDataParallel: parameter ", i, " is on ", p.device().str(),
+             " but the group '", comm.name(), "' communicates on ", comm.device().str());
+    TS_CHECK(is_floating(p.dtype()), "DistributedDataParallel: parameter ", i, " has dtype ", dtype_name(p.dtype()),
+             "; gradients need a floating dtype");
+    TS_CHECK(seen.insert(p.impl()).second, "DistributedDataParallel: parameter ", i,
+             " appears twice in the list; pass each parameter once");
+  }
+}
+
+int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+
+}  // namespace
+
+DistributedDataParallel::DistributedDataParallel(std::vector<Tensor> parameters, Communicator& dp, DdpOptions options)
+    : state_(std::make_shared<State>()) {
+  TS_CHECK(options.bucket_size_mb > 0.0 && std::isfinite(options.bucket_size_mb),
+           "DistributedDataParallel: bucket_size_mb must be a positive number of MiB, got ", options.bucket_size_mb);
+  TS_CHECK(options.reduction == ReduceOp::Sum || options.reduction == ReduceOp::Avg,
+           "DistributedDataParallel: reduction must be sum or avg, got ", reduce_op_name(options.reduction));
+  check_parameters(parameters, dp);
+  State& s = *state_;
+  s.parameters = std::move(parameters);
+  s.comm = &dp;
+  s.options = options;
+
+  // Layout: reverse parameter order, a bucket closing once it reaches the target size.
+  const int64_t target =
+      std::max<int64_t>(1, static_cast<int64_t>(options.bucket_size_mb * double(1 << 20) / double(sizeof(float))));
+  s.ranges.resize(s.parameters.size());
+  int64_t at = 0;
+  GradBucket open;
+  auto close = [&] {
+    open.numel = round_up(at - open.offset, dp.size());
+    at = open.offset + open.numel;
+    s.buckets.push_back(std::move(open));
+    open = GradBucket{at, 0, {}};
+  };
+  for (size_t i = s.parameters.size(); i-- > 0;) {
+    s.ranges[i] = {s.buckets.size(), at, s.parameters[i].numel()};
+    open.parameters.push_back(i);
+    at += s.parameters[i].numel();
+    if (at - open.offset >= target) close();
+  }
+  if (!open.parameters.empty()) close();
+
+  s.buffer = Tensor::zeros({at}, DType::F32, dp.device());
+  for (const GradBucket& bucket : s.buckets) s.bucket_views.push_back(s.buffer.narrow(0, bucket.offset, bucket.numel));
+  std::weak_ptr<State> weak = state_;
+  for (size_t i = 0; i < s.parameters.size(); ++i) {
+    const Tensor& p = s.parameters[i];
+    p.set_grad(s.buffer.narrow(0, s.ranges[i].offset, s.ranges[i].numel).view(p.shape()));
+    p.register_grad_ready_hook([weak, i](const Tensor&) {
+      if (std::shared_ptr<State> state = weak.lock()) state->on_grad_ready(i);
+    });
+  }
+  s.reset_pass();
+}
+
+DistributedDataParallel::~DistributedDataParallel() = default;  // each WorkHandle waits when destroyed
+
+void DistributedDataParallel::set_grad_sync(bool enabled) { state_->sync_enabled = enabled; }
+bool DistributedDataParallel::grad_sync_enabled() const { return state_->sync_enabled; }
+
+DistributedDataParallel::NoSyncScope::NoSyncScope(DistributedDataParallel& ddp)
+    : ddp_(ddp), previous_(ddp.grad_sync_enabled()) {
+  ddp_.set_grad_sync(false);
+}
+DistributedDataParallel::NoSyncScope::~NoSyncScope() { ddp_.set_grad_sync(previous_); }
+
+void DistributedDataParallel::finish_grad_sync() {
+  State& s = *state_;
+  while (s.next_to_start < s.buckets.size()) s.start_bucket(s.next_to_start++);
+  for (std::unique_ptr<WorkHandle>& work : s.work) work->wait();
+  s.reset_pass();
+}
+
+void DistributedDataParallel::zero_grad() {
+  State& s = *state_;
+  TS_CHECK(!s.in_flight(), s.where(),
+           ": zero_grad while gradient reductions are in flight; call finish_grad_sync() "
+           "first");
+  s.buffer.zero_();
+  s.reset_pass();
+}
+
+const std::vector<Tensor>& DistributedDataParallel::parameters() const { return state_->parameters; }
+Communicator& DistributedDataParallel::communicator() const { return *state_->comm; }
+const DdpOptions& DistributedDataParallel::options() const { return state_->options; }
+const Tensor& DistributedDataParallel::grad_buffer() const { return state_->buffer; }
+size_t DistributedDataParallel::grad_buffer_bytes() const {
+  return static_cast<size_t>(state_->buffer.numel()) * sizeof(float);
+}
+const std::vector<GradBucket>& DistributedDataParallel::buckets() const { return state_->buckets; }
+const std::vector<GradRange>& DistributedDataParallel::grad_ranges() const { return state_->ranges; }
+
+}  // namespace tessera

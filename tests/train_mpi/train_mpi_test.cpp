@@ -1,0 +1,304 @@
+// `tessera train` as users launch it: the real executable on one process (an MPI singleton) and
+// under `mpirun -np 4` on CPU, on a tiny Llama over a random-token corpus, f32.
+//   - One process: metrics.jsonl equals, bit for bit, an in-process Trainer without process
+//     groups (the single-rank path is today's).
+//   - dp = 4, and tp = 2 x dp = 2 with sequence parallelism: every step's loss and gradient
+//     norm, and the validation losses, within 1e-5 relative of the one-process run; only rank 0
+//     logs (each step line once) and writes the run directory; data-parallel rank 0 saves the
+//     checkpoint (tensor-parallel rank r into tp{r}-of-2/). Four ranks stopped after step 3 and
+//     resumed from their checkpoint match as well; with tp = 2, sequence parallelism and dropout,
+//     the resumed jobs equal the uninterrupted tp run bit for bit (each tp rank's own dropout
+//     stream is checkpointed).
+//   - Bad layouts (tp that does not divide the heads; a world that is not a multiple of tp):
+//     non-zero exit, exactly one error line naming the recipe key, nothing in the run directory.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "data/data_test_util.h"
+#include "data/indexed_dataset_writer.h"
+#include "launcher/recipe.h"
+#include "launcher/trainer.h"
+
+namespace tessera {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using testing::TemporaryFolder;
+
+constexpr int kSteps = 6;
+
+// 300 documents of 8..40 random token ids below llama-tiny's vocabulary of 512.
+void write_corpus(const std::string& prefix) {
+  IndexedDatasetWriter writer(prefix, IndexedDType::UInt16);
+  std::mt19937 engine(7);
+  for (int document = 0; document < 300; ++document) {
+    std::vector<int32_t> tokens(8 + engine() % 33);
+    for (int32_t& token : tokens) token = static_cast<int32_t>(engine() % 512);
+    writer.add_document(tokens);
+  }
+  writer.finalize();
+}
+
+std::string recipe_text(const std::string& data_prefix) {
+  return "model:\n  preset: llama-tiny\n"
+         "data:\n  data_path: [" +
+         data_prefix +
+         "]\n  split: \"90,10,0\"\n  seq_length: 16\n  num_workers: 1\n"
+         "optimizer:\n  lr: 3.0e-3\n  min_lr: 3.0e-4\n  weight_decay: 0.1\n  clip_grad: 1.0\n"
+         "scheduler:\n  lr_warmup_iters: 2\n"
+         "train:\n  micro_batch_size: 1\n  global_batch_size: 8\n  train_iters: " +
+         std::to_string(kSteps) +
+         "\n  eval_interval: 3\n  eval_iters: 1\n  precision: fp32\n  device: cpu\n  resume: none\n"
+         "logging:\n  log_interval: 1\n";
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+struct Outcome {
+  int status = -1;
+  std::string out, err;
+};
+
+// Runs a shell command with stdout and stderr captured in files of `folder`.
+Outcome run(const std::string& command, const TemporaryFolder& folder, const std::string& name) {
+  std::string out = folder.file(name + ".stdout"), err = folder.file(name + ".stderr");
+  int raw = std::system((command + " >" + out + " 2>" + err).c_str());
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, read_file(out), read_file(err)};
+}
+
+std::string mpirun(int ranks) {
+  return std::string(TESSERA_MPIEXEC) +
+         " --oversubscribe --allow-run-as-root --bind-to none --mca btl self,vader --mca mpi_yield_when_idle 1 -np " +
+         std::to_string(ranks) + " ";
+}
+
+std::string train_command(const std::string& recipe, const std::vector<std::string>& overrides) {
+  std::string command = std::string(TESSERA_EXECUTABLE) + " train " + recipe;
+  for (const std::string& o : overrides) command += " " + o;
+  return command;
+}
+
+struct Metrics {
+  std::map<int64_t, nlohmann::json> steps;
+  std::map<int64_t, double> validation;
+};
+
+Metrics read_metrics(const std::string& run_dir) {
+  Metrics metrics;
+  std::ifstream in(fs::path(run_dir) / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json record = nlohmann::json::parse(line);
+    int64_t step = record.at("step").get<int64_t>();
+    if (record.contains("validation_loss")) {
+      metrics.validation[step] = record.at("validation_loss").get<double>();
+    } else {
+      metrics.steps[step] = record;
+    }
+  }
+  return metrics;
+}
+
+int count(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+void expect_close(double got, double expected, const std::string& what) {
+  ASSERT_TRUE(std::isfinite(got)) << what;
+  EXPECT_LE(std::abs(got - expected), 1e-5 * std::abs(expected)) << what << ": " << got << " vs " << expected;
+}
+
+class TrainMpi : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    folder_ = new TemporaryFolder();
+    write_corpus(folder_->file("corpus"));
+    std::ofstream(recipe()) << recipe_text(folder_->file("corpus"));
+    Outcome one = run(train_command(recipe(), {"logging.run_dir=" + folder_->file("one")}), *folder_, "one");
+    ASSERT_EQ(one.status, 0) << one.err;
+    one_rank_ = new Metrics(read_metrics(folder_->file("one")));
+  }
+  static void TearDownTestSuite() {
+    delete one_rank_;
+    delete folder_;
+  }
+
+  static std::string recipe() { return folder_->file("recipe.yaml"); }
+
+  // Runs `ranks` ranks with `overrides` as job `job` (which trains steps first..last) into the
+  // run directory `name`; checks the logging and files every run must show.
+  static Metrics run_ranks(int ranks, const std::string& name, std::vector<std::string> overrides, int first = 1,
+                           int last = kSteps, const std::string& job = "") {
+    std::string run_dir = folder_->file(name);
+    overrides.push_back("logging.run_dir=" + run_dir);
+    Outcome outcome = run(mpirun(ranks) + train_command(recipe(), overrides), *folder_, name + job);
+    EXPECT_EQ(outcome.status, 0) << outcome.err;
+    EXPECT_EQ(count(outcome.out, "resolved configuration"), 1) << "only rank 0 logs";
+    for (int step = 1; step <= kSteps; ++step) {
+      int expected = step >= first && step <= last ? 1 : 0;
+      EXPECT_EQ(count(outcome.out, "step     " + std::to_string(step) + "/"), expected) << outcome.out;
+    }
+    std::vector<std::string> files;
+    for (const fs::directory_entry& file : fs::directory_iterator(run_dir))
+      files.push_back(file.path().filename().string());
+    std::sort(files.begin(), files.end());
+    // The watchdog's dump folder exists from the start (a folder it cannot create fails the run
+    // before step 1) and stays empty when nothing hung.
+    EXPECT_EQ(files, (std::vector<std::string>{"config.yaml", "flight_recorder", "metrics.jsonl"}))
+        << "only rank 0 writes";
+    EXPECT_TRUE(fs::is_empty(fs::path(run_dir) / "flight_recorder")) << "a healthy run dumps nothing";
+    EXPECT_NE(outcome.out.find("preflight: group 'world'"), std::string::npos) << outcome.out;
+    return read_metrics(run_dir);
+  }
+
+  static void expect_matches_one_rank(const Metrics& got) {
+    ASSERT_EQ(got.steps.size(), size_t(kSteps));
+    ASSERT_EQ(one_rank_->steps.size(), size_t(kSteps));
+    for (const auto& [step, expected] : one_rank_->steps) {
+      const nlohmann::json& record = got.steps.at(step);
+      expect_close(record.at("loss"), expected.at("loss"), "loss at step " + std::to_string(step));
+      expect_close(record.at("grad_norm"), expected.at("grad_norm"), "grad norm at step " + std::to_string(step));
+      EXPECT_EQ(record.at("lr").get<double>(), expected.at("lr").get<double>()) << "step " << step;
+    }
+    ASSERT_EQ(got.validation.size(), one_rank_->validation.size());
+    ASSERT_EQ(got.validation.size(), 2u);  // steps 3 and 6
+    for (const auto& [step, expected] : one_rank_->validation)
+      expect_close(got.validation.at(step), expected, "validation loss at step " + std::to_string(step));
+    std::printf("  losses %.6f .. %.6f match the one-process run\n", got.steps.begin()->second.at("loss").get<double>(),
+                got.steps.rbegin()->second.at("loss").get<double>());
+  }
+
+  static TemporaryFolder* folder_;
+  static Metrics* one_rank_;
+};
+
+TemporaryFolder* TrainMpi::folder_ = nullptr;
+Metrics* TrainMpi::one_rank_ = nullptr;
+
+TEST_F(TrainMpi, OneProcessEqualsTheInProcessTrainerBitForBit) {
+  Recipe recipe = Recipe::load(TrainMpi::recipe(), {"logging.run_dir=" + folder_->file("in_process")});
+  TrainResult result = Trainer(train_config_from_recipe(recipe), [](const std::string&) {}).run();
+  ASSERT_EQ(result.steps.size(), size_t(kSteps));
+  for (const StepMetrics& m : result.steps) {
+    EXPECT_EQ(one_rank_->steps.at(m.step).at("loss").get<double>(), m.loss) << "step " << m.step;
+    EXPECT_EQ(one_rank_->steps.at(m.step).at("grad_norm").get<double>(), m.grad_norm) << "step " << m.step;
+  }
+  ASSERT_EQ(result.validation_losses.size(), one_rank_->validation.size());
+  for (const auto& [step, loss] : result.validation_losses) EXPECT_EQ(one_rank_->validation.at(step), loss);
+}
+
+TEST_F(TrainMpi, FourDataParallelRanksMatchOneProcess) {
+  std::string checkpoints = folder_->file("dp4_checkpoints");
+  Metrics dp4 = run_ranks(4, "dp4", {"checkpoint.save=" + checkpoints, "checkpoint.save_interval=100"});
+  expect_matches_one_rank(dp4);
+  std::vector<std::string> saved;
+  for (const fs::directory_entry& file : fs::directory_iterator(checkpoints))
+    saved.push_back(file.path().filename().string());
+  EXPECT_EQ(saved, std::vector<std::string>{"iter_0000006.h5"}) << "data-parallel rank 0 saves, once";
+}
+
+TEST_F(TrainMpi, FourDataParallelRanksStopAndResumeWhereTheyLeftOff) {
+  // Two jobs of 3 steps: the second resumes from the checkpoint the first saved at step 3, and
+  // the run directory's metrics (appended by both jobs) match the one-process run.
+  std::vector<std::string> job = {"checkpoint.save=" + folder_->file("jobs_checkpoints"), "train.resume=auto",
+                                  "train.exit_interval=3"};
+  run_ranks(4, "jobs", job, 1, 3, "_first");
+  Metrics resumed = run_ranks(4, "jobs", job, 4, 6, "_second");
+  expect_matches_one_rank(resumed);
+}
+
+TEST_F(TrainMpi, TensorTimesDataParallelWithSequenceParallelismMatchesOneProcess) {
+  std::string checkpoints = folder_->file("tp2dp2_checkpoints");
+  Metrics tp2dp2 = run_ranks(4, "tp2dp2",
+                             {"parallel.tensor_model_parallel_size=2", "parallel.sequence_parallel=true",
+                              "checkpoint.save=" + checkpoints, "checkpoint.save_interval=100"});
+  expect_matches_one_rank(tp2dp2);
+  for (const char* shard : {"tp0-of-2", "tp1-of-2"})
+    EXPECT_TRUE(fs::exists(fs::path(checkpoints) / shard / "iter_0000006.h5")) << shard;
+}
+
+TEST_F(TrainMpi, TensorParallelJobsWithDropoutResumeBitForBit) {
+  // With sequence parallelism each tp rank draws hidden dropout from its own stream; the
+  // checkpoint keeps that stream, so jobs of 3 steps give exactly the uninterrupted run's losses.
+  std::vector<std::string> layout = {"parallel.tensor_model_parallel_size=2", "parallel.sequence_parallel=true",
+                                     "model.hidden_dropout=0.1"};
+  Metrics uninterrupted = run_ranks(4, "tp_dropout", layout);
+  std::vector<std::string> job = layout;
+  for (const char* o : {"train.resume=auto", "train.exit_interval=3"}) job.push_back(o);
+  job.push_back("checkpoint.save=" + folder_->file("tp_dropout_checkpoints"));
+  run_ranks(4, "tp_dropout_jobs", job, 1, 3, "_first");
+  Metrics resumed = run_ranks(4, "tp_dropout_jobs", job, 4, 6, "_second");
+  ASSERT_EQ(resumed.steps.size(), size_t(kSteps));
+  for (const auto& [step, expected] : uninterrupted.steps) {
+    EXPECT_EQ(resumed.steps.at(step).at("loss").get<double>(), expected.at("loss").get<double>()) << "step " << step;
+    EXPECT_EQ(resumed.steps.at(step).at("grad_norm").get<double>(), expected.at("grad_norm").get<double>())
+        << "step " << step;
+  }
+  EXPECT_NE(uninterrupted.steps.at(kSteps).at("loss").get<double>(),
+            one_rank_->steps.at(kSteps).at("loss").get<double>())
+      << "dropout must change the losses, or this test checks nothing about the dropout stream";
+}
+
+class BadLayout : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    folder_ = new TemporaryFolder();
+    write_corpus(folder_->file("corpus"));
+    std::ofstream(recipe()) << recipe_text(folder_->file("corpus"));
+  }
+  static void TearDownTestSuite() { delete folder_; }
+  static std::string recipe() { return folder_->file("recipe.yaml"); }
+
+  // Runs 4 ranks that must refuse the layout; returns the one error line.
+  static std::string refused(const std::string& name, const std::vector<std::string>& overrides) {
+    std::vector<std::string> all = overrides;
+    all.push_back("logging.run_dir=" + folder_->file(name));
+    Outcome outcome = run(mpirun(4) + train_command(recipe(), all), *folder_, name);
+    EXPECT_NE(outcome.status, 0);
+    EXPECT_EQ(count(outcome.err, "tessera: error"), 1) << outcome.err;
+    EXPECT_EQ(count(outcome.out, "step "), 0) << outcome.out;
+    EXPECT_FALSE(fs::exists(folder_->file(name))) << "the run directory was created";
+    size_t at = outcome.err.find("tessera: error");
+    return at == std::string::npos ? outcome.err : outcome.err.substr(at, outcome.err.find('\n', at) - at);
+  }
+
+  static TemporaryFolder* folder_;
+};
+
+TemporaryFolder* BadLayout::folder_ = nullptr;
+
+TEST_F(BadLayout, TensorParallelSizeThatDoesNotDivideTheHeadsIsRefused) {
+  std::string error = refused(
+      "heads", {"parallel.tensor_model_parallel_size=4", "model.num_attention_heads=2", "model.num_query_groups=2"});
+  EXPECT_THAT(error, HasSubstr("parallel.tensor_model_parallel_size = 4"));
+  EXPECT_THAT(error, HasSubstr("does not divide the model's 2 attention heads"));
+}
+
+TEST_F(BadLayout, WorldThatIsNotAMultipleOfTheModelParallelSizeIsRefused) {
+  std::string error = refused("world", {"parallel.tensor_model_parallel_size=3"});
+  EXPECT_THAT(error, HasSubstr("parallel.tensor_model_parallel_size = 3 does not divide the 4 launched rank(s)"));
+}
+
+}  // namespace
+}  // namespace tessera
