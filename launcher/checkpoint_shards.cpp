@@ -20,6 +20,8 @@ constexpr const char* kTpKey = "parallel.tensor_model_parallel_size";
 
 std::string shard_folder_name(int tp_rank, int tp) { return fmt::format("tp{}-of-{}", tp_rank, tp); }
 
+constexpr const char* kZeroKey = "parallel.zero_stage";
+
 }  // namespace
 
 std::string tensor_parallel_checkpoint_directory(const std::string& directory, int tp_rank, int tp) {
@@ -52,6 +54,46 @@ void check_checkpoint_directory_tensor_parallel_size(const std::string& director
     TS_CHECK(single.empty(), key, ": ", directory, " holds checkpoints of a run with ", kTpKey, " = 1 (",
              single.empty() ? "" : single.back().path, ") but this run has ", tp, "; resume with ", kTpKey,
              " = 1, or save into another directory");
+  }
+}
+
+std::string data_parallel_checkpoint_directory(const std::string& directory, int dp_rank, int dp) {
+  TS_CHECK(dp >= 1 && dp_rank >= 0 && dp_rank < dp, "checkpoint: dp rank ", dp_rank, " of ", dp, " is out of range");
+  if (directory.empty()) return directory;
+  return (fs::path(directory) / fmt::format("dp{}-of-{}", dp_rank, dp)).string();
+}
+
+std::string data_parallel_resume(const std::string& resume, int dp_rank, int dp) {
+  if (resume == "auto" || resume == "none") return resume;
+  TS_CHECK(fs::is_directory(resume), "train.resume: ", resume, " is a single file, but with ", kZeroKey,
+           " >= 1 every data-parallel rank loads its own optimizer shard; give the checkpoint directory (the one "
+           "holding dp0-of-",
+           dp, "/)");
+  return data_parallel_checkpoint_directory(resume, dp_rank, dp);
+}
+
+void check_checkpoint_directory_data_parallel_size(const std::string& directory, int dp, bool zero,
+                                                   const std::string& key) {
+  if (directory.empty() || !fs::is_directory(directory)) return;
+  static const std::regex kShard(R"(dp(\d+)-of-(\d+))");
+  for (const fs::directory_entry& entry : fs::directory_iterator(directory)) {
+    std::smatch match;
+    std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || !std::regex_match(name, match, kShard)) continue;
+    int saved_dp = std::stoi(match[2].str());
+    TS_CHECK(zero, key, ": ", directory, " holds ZeRO optimizer shards (", name, "/) but this run has ", kZeroKey,
+             " = 0; resume with the ", kZeroKey, " and data-parallel size ", saved_dp,
+             " it was saved with, or save into another directory");
+    TS_CHECK(saved_dp == dp, key, ": ", directory, " holds ZeRO optimizer shards of a run with data-parallel size ",
+             saved_dp, " (", name, "/) but this run has ", dp, "; launch ", saved_dp,
+             " data-parallel ranks to resume (sharded optimizer state cannot be resharded yet), or save into "
+             "another directory");
+  }
+  if (zero) {
+    std::vector<CheckpointFileEntry> plain = list_checkpoints(directory);
+    TS_CHECK(plain.empty(), key, ": ", directory, " holds checkpoints of a run without ZeRO (",
+             plain.empty() ? "" : plain.back().path, ") but this run has ", kZeroKey, " >= 1; resume with ", kZeroKey,
+             " = 0, or save into another directory");
   }
 }
 

@@ -24,6 +24,18 @@ std::string tensor_parallel_resume(const std::string& resume, int tp_rank, int t
 // N != tp, or (for tp > 1) single-rank iter_NNNNNNN.h5 files. `key` names the recipe key.
 void check_checkpoint_directory_tensor_parallel_size(const std::string& directory, int tp, const std::string& key);
 
+// ZeRO (parallel.zero_stage >= 1): every data-parallel rank d of n holds its own shard of the
+// optimizer state, so each saves (the model and its shard) into dp{d}-of-{n}/ inside its tp
+// folder and resumes from there; resuming needs the same dp size.
+std::string data_parallel_checkpoint_directory(const std::string& directory, int dp_rank, int dp);
+// train.resume for a ZeRO run as dp rank `dp_rank` of `dp` (after tensor_parallel_resume): auto
+// and none unchanged, a directory becomes its dp folder; a single file cannot hold every shard.
+std::string data_parallel_resume(const std::string& resume, int dp_rank, int dp);
+// Throws when the tp folder `directory` holds ZeRO shard folders dpR-of-M of another dp size,
+// or (for a ZeRO run) checkpoints without ZeRO, or (without ZeRO) ZeRO shard folders.
+void check_checkpoint_directory_data_parallel_size(const std::string& directory, int dp, bool zero,
+                                                   const std::string& key);
+
 // Throws when the checkpoint's saved recipe has another parallel.tensor_model_parallel_size.
 void check_checkpoint_tensor_parallel_size(const TrainingCheckpoint& checkpoint, const std::string& source, int tp);
 

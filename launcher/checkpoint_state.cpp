@@ -44,7 +44,85 @@ void check_optimizer_over(const StateDict& parameters, const AdamW& optimizer) {
   }
 }
 
+// The model's weights, dropout streams and counters (everything but the optimizer state).
+void capture_model_state(const GptModel& model, const StateDict& parameters, TrainingCheckpoint& checkpoint) {
+  for (const auto& [name, parameter] : parameters)
+    checkpoint.model[name] = {parameter.to(Device::cpu()).to(DType::F32), parameter.dtype()};
+  checkpoint.dropout_rng = model.dropout_generator().state();
+  if (model.parallelism().tp_size() > 1) checkpoint.model_parallel_rng = model.rng_tracker().fork().state();
+}
+
+void restore_rng(const TrainingCheckpoint& checkpoint, const std::string& source, GptModel& model) {
+  model.dropout_generator().set_state(checkpoint.dropout_rng);
+  if (model.parallelism().tp_size() > 1) {
+    TS_CHECK(checkpoint.model_parallel_rng.has_value(), source,
+             ": the checkpoint has no model-parallel random stream (/rng model_parallel_seed); it was not saved by a "
+             "tensor-parallel run");
+    model.rng_tracker().fork().set_state(*checkpoint.model_parallel_rng);
+  }
+}
+
+void check_parameters_are(const StateDict& parameters, const std::vector<Tensor>& optimized) {
+  TS_CHECK(parameters.size() == optimized.size(), "checkpoint: the optimizer holds ", optimized.size(),
+           " parameters but the model ", parameters.size());
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    TS_CHECK(optimized[i].is_same(parameters[i].second), "checkpoint: optimizer parameter ", i, " is not the model's ",
+             parameters[i].first, "; build the optimizer over model.parameters()");
+  }
+}
+
 }  // namespace
+
+TrainingCheckpoint capture_training_state(const GptModel& model, const DistributedOptimizer& optimizer, int64_t step,
+                                          int64_t consumed_samples, const std::string& config_yaml) {
+  NoGradGuard no_grad;
+  TrainingCheckpoint checkpoint;
+  checkpoint.config_yaml = config_yaml;
+  checkpoint.step = step;
+  StateDict parameters = model.named_parameters();
+  check_parameters_are(parameters, optimizer.parameters());
+  capture_model_state(model, parameters, checkpoint);
+  for (const ShardPiece& piece : optimizer.pieces()) {
+    const std::string& name = parameters[piece.parameter].first;
+    auto flat = [&](const Tensor& state) {
+      return state.narrow(0, piece.shard_offset, piece.numel).to(Device::cpu()).clone();
+    };
+    checkpoint.optimizer.master[name] = flat(optimizer.master());
+    checkpoint.optimizer.exp_avg[name] = flat(optimizer.exp_avg());
+    checkpoint.optimizer.exp_avg_sq[name] = flat(optimizer.exp_avg_sq());
+  }
+  checkpoint.optimizer.steps_taken = optimizer.steps_taken();
+  checkpoint.consumed_samples = consumed_samples;
+  return checkpoint;
+}
+
+void restore_training_state(const TrainingCheckpoint& checkpoint, const std::string& source, GptModel& model,
+                            DistributedOptimizer& optimizer) {
+  StateDict parameters = model.named_parameters();
+  check_parameters_are(parameters, optimizer.parameters());
+  load_model_weights(checkpoint, source, model);
+  const OptimizerCheckpoint& saved = checkpoint.optimizer;
+  const char* layout_hint =
+      " (the ZeRO shard layout differs: resume with the data-parallel size and parallel.ddp_bucket_size_mb the "
+      "checkpoint was saved with)";
+  TS_CHECK(saved.exp_avg.size() == optimizer.pieces().size(), source, ": the checkpoint holds optimizer state for ",
+           saved.exp_avg.size(), " parameter pieces but this rank owns ", optimizer.pieces().size(), layout_hint);
+  NoGradGuard no_grad;
+  for (const ShardPiece& piece : optimizer.pieces()) {
+    const std::string& name = parameters[piece.parameter].first;
+    auto load = [&](const std::map<std::string, Tensor>& tensors, const char* what, const Tensor& into) {
+      const Tensor& value = saved_state(tensors, name, source, what);
+      TS_CHECK(value.numel() == piece.numel, source, ": the saved ", what, " of ", name, " has ", value.numel(),
+               " elements but this rank owns ", piece.numel, layout_hint);
+      into.narrow(0, piece.shard_offset, piece.numel).copy_(value.reshape({piece.numel}));
+    };
+    load(saved.master, "master", optimizer.master());
+    load(saved.exp_avg, "exp_avg", optimizer.exp_avg());
+    load(saved.exp_avg_sq, "exp_avg_sq", optimizer.exp_avg_sq());
+  }
+  optimizer.set_steps_taken(saved.steps_taken);
+  restore_rng(checkpoint, source, model);
+}
 
 TrainingCheckpoint capture_training_state(const GptModel& model, const AdamW& optimizer, int64_t step,
                                           int64_t consumed_samples, const std::string& config_yaml) {

@@ -9,6 +9,7 @@
 #include "launcher/checkpoint.h"
 #include "models/gpt_model.h"
 #include "optim/adamw.h"
+#include "optim/distributed_optimizer.h"
 
 namespace tessera {
 
@@ -20,6 +21,15 @@ TrainingCheckpoint capture_training_state(const GptModel& model, const AdamW& op
 // `source` names the checkpoint in errors (its path).
 void restore_training_state(const TrainingCheckpoint& checkpoint, const std::string& source, GptModel& model,
                             AdamW& optimizer);
+
+// ZeRO: the optimizer state holds only this data-parallel rank's pieces (optim/
+// distributed_optimizer.h), each stored flat under its parameter's name (/optimizer/master,
+// exp_avg, exp_avg_sq: 1-D, the piece's length). Restoring needs the same pieces: the same dp
+// size and bucket layout (parallel.ddp_bucket_size_mb); any other is refused naming the parameter.
+TrainingCheckpoint capture_training_state(const GptModel& model, const DistributedOptimizer& optimizer, int64_t step,
+                                          int64_t consumed_samples, const std::string& config_yaml);
+void restore_training_state(const TrainingCheckpoint& checkpoint, const std::string& source, GptModel& model,
+                            DistributedOptimizer& optimizer);
 
 // The model's weights alone (generation, evaluation); same checks as restore_training_state.
 void load_model_weights(const TrainingCheckpoint& checkpoint, const std::string& source, Module& model);

@@ -37,7 +37,9 @@ const std::vector<KeySpec>& config_schema() {
        1},
       {"parallel", "context_parallel_size", K::Int, "1", "context-parallel ranks", 1},
       {"parallel", "sequence_parallel", K::Bool, "false", "shard norms/dropout along the sequence (needs TP > 1)"},
-      {"parallel", "zero_stage", K::Int, "0", "ZeRO stage (3 = FSDP)", 0.0, 3.0},
+      {"parallel", "zero_stage", K::Int, "0",
+       "ZeRO stage: 1 shards the optimizer state over data-parallel ranks, 2 also the gradients (3 = FSDP, not yet)",
+       0.0, 3.0},
       {"parallel", "ddp_bucket_size_mb", K::Float, "40",
        "data-parallel gradient all-reduce bucket size in MiB of f32 gradients (smaller buckets start reducing "
        "earlier in backward, larger ones make fewer calls)", 0.0},

@@ -55,9 +55,9 @@ void check_not_yet_supported(const Recipe& r) {
   for (const auto& [key, reason] : later) {
     TS_CHECK(r.get_int(key) == 1, r.origin(key), ": ", key, " = ", r.get_int(key), ": ", reason, "; set it to 1");
   }
-  TS_CHECK(r.get_int("parallel.zero_stage") == 0, r.origin("parallel.zero_stage"),
+  TS_CHECK(r.get_int("parallel.zero_stage") <= 2, r.origin("parallel.zero_stage"),
            ": parallel.zero_stage = ", r.get_int("parallel.zero_stage"),
-           ": ZeRO arrives with the distributed optimizer; set it to 0 (plain data parallelism)");
+           ": ZeRO-3 (sharded parameters) arrives with FSDP; use 0, 1 (sharded optimizer state) or 2 (and gradients)");
 }
 
 // tp from the recipe, dp from what is left of the world; checked against the world and the model.
@@ -125,6 +125,11 @@ TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launc
   c.ddp_bucket_size_mb = r.get_float("parallel.ddp_bucket_size_mb");
   TS_CHECK(c.ddp_bucket_size_mb > 0.0, r.origin("parallel.ddp_bucket_size_mb"),
            ": parallel.ddp_bucket_size_mb must be > 0, got ", c.ddp_bucket_size_mb);
+  c.zero_stage = int(r.get_int("parallel.zero_stage"));
+  // ZeRO-2 drops each parameter's gradient once it is staged for the reduce-scatter, before
+  // sequence parallelism's tp sum of the norm gradients could run.
+  TS_CHECK(c.zero_stage < 2 || !c.sequence_parallel, r.origin("parallel.zero_stage"),
+           ": parallel.zero_stage = 2 with parallel.sequence_parallel is not supported yet; use zero_stage 1");
   c.distributed_timeout_minutes = r.get_float("parallel.distributed_timeout_minutes");
   TS_CHECK(c.distributed_timeout_minutes > 0.0, r.origin("parallel.distributed_timeout_minutes"),
            ": parallel.distributed_timeout_minutes must be > 0, got ", c.distributed_timeout_minutes);
@@ -154,6 +159,10 @@ TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launc
   TS_CHECK(c.precision != Precision::FP16 || c.layout.tp == 1, r.origin("train.precision"),
            ": train.precision = fp16 with ", kTp, " = ", c.layout.tp,
            " is not supported (the overflow check is not agreed across tp ranks); use bf16");
+  // The loss scaler reads whole gradients; ZeRO leaves each rank only its shard.
+  TS_CHECK(c.precision != Precision::FP16 || c.zero_stage == 0, r.origin("train.precision"),
+           ": train.precision = fp16 with parallel.zero_stage = ", c.zero_stage,
+           " is not supported (the loss scaler needs whole gradients); use bf16 or zero_stage 0");
   c.resume = r.get_string("train.resume");
   if (r.has("train.exit_interval")) c.exit_interval = r.get_int("train.exit_interval");
 

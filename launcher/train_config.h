@@ -38,6 +38,7 @@ struct TrainConfig {
   ParallelLayout layout;  // tp, pp, dp, cp of the launch (dp = world / (tp x pp x cp))
   bool sequence_parallel = false;
   double ddp_bucket_size_mb = 40.0;  // DistributedDataParallel's gradient bucket target
+  int zero_stage = 0;  // 1: optimizer state sharded over dp, 2: gradients too (optim/distributed_optimizer.h)
   double distributed_timeout_minutes = 10.0;  // the watchdog's hang timeout (multi-rank runs)
 
   int64_t micro_batch_size = 1;

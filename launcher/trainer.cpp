@@ -20,6 +20,7 @@
 #include "launcher/checkpoint_shards.h"
 #include "launcher/checkpoint_state.h"
 #include "models/gpt_model.h"
+#include "optim/distributed_optimizer.h"
 #include "optim/grad_norm.h"
 #include "optim/loss_scaler.h"
 #include "parallel/distributed_data_parallel.h"
@@ -102,14 +103,18 @@ struct RunFiles {
 struct RankRole {
   const ProcessGroups* groups = nullptr;
   bool logs = true;            // global rank 0: logs and writes the run directory
-  bool saves = true;           // data-parallel rank 0: saves its tensor-parallel rank's checkpoint
-  std::string checkpoint_dir;  // this tensor-parallel rank's folder of checkpoint.save
+  bool zero = false;           // ZeRO: the optimizer state is sharded over data-parallel ranks
+  bool saves = true;           // data-parallel rank 0 (every dp rank with ZeRO): saves its checkpoint
+  std::string tp_dir;          // this tensor-parallel rank's folder of checkpoint.save
+  std::string checkpoint_dir;  // the folder this rank saves into: tp_dir, or its dp folder with ZeRO
 
   RankRole(const TrainConfig& c, const ProcessGroups* g) : groups(g) {
     ParallelCoords at = groups ? groups->coords() : ParallelCoords{};
     logs = at == ParallelCoords{};
-    saves = at.dp == 0 && at.cp == 0;
-    checkpoint_dir = tensor_parallel_checkpoint_directory(c.save_dir, at.tp, c.layout.tp);
+    zero = groups && c.zero_stage > 0;
+    saves = (zero || at.dp == 0) && at.cp == 0;
+    tp_dir = tensor_parallel_checkpoint_directory(c.save_dir, at.tp, c.layout.tp);
+    checkpoint_dir = zero ? data_parallel_checkpoint_directory(tp_dir, at.dp, c.layout.dp) : tp_dir;
   }
 };
 
@@ -135,7 +140,8 @@ class TrainingRun {
   GptModel model_;
   std::unique_ptr<DistributedDataParallel> ddp_;  // with process groups
   std::vector<Tensor> parameters_;
-  AdamW optimizer_;
+  std::unique_ptr<AdamW> adamw_;                // without ZeRO
+  std::unique_ptr<DistributedOptimizer> zero_;  // with ZeRO (parallel.zero_stage 1 or 2)
   LrSchedule schedule_;
   DynamicLossScaler scaler_;
   SplitDatasets datasets_;
@@ -150,10 +156,13 @@ class TrainingRun {
 // buffers of their own and f32 ones accumulate as autograd allocates.
 std::unique_ptr<DistributedDataParallel> make_ddp(const TrainConfig& c, const RankRole& role, const GptModel& model) {
   if (!role.groups) return nullptr;
+  GradSync sync = !role.zero ? GradSync::AllReduce : c.zero_stage == 1 ? GradSync::ReduceScatter : GradSync::Sharded;
   return std::make_unique<DistributedDataParallel>(
       model.parameters(), role.groups->dp(),
-      DdpOptions{.bucket_size_mb = c.ddp_bucket_size_mb, .reduction = ReduceOp::Sum});
+      DdpOptions{.bucket_size_mb = c.ddp_bucket_size_mb, .reduction = ReduceOp::Sum, .grad_sync = sync});
 }
+
+std::string mib(size_t bytes) { return fmt::format("{:.2f} MiB", double(bytes) / double(1 << 20)); }
 
 TrainingRun::TrainingRun(const TrainConfig& config, const Trainer::Log& log, const RankRole& role)
     : c_(config),
@@ -165,7 +174,8 @@ TrainingRun::TrainingRun(const TrainConfig& config, const Trainer::Log& log, con
                               .sequence_parallel = config.sequence_parallel}),
       ddp_(make_ddp(config, role, model_)),
       parameters_(ddp_ ? model_.parameters() : parameters_with_f32_grads(model_)),
-      optimizer_(parameters_, config.adamw),
+      adamw_(role.zero ? nullptr : std::make_unique<AdamW>(parameters_, config.adamw)),
+      zero_(role.zero ? std::make_unique<DistributedOptimizer>(*ddp_, config.adamw) : nullptr),
       schedule_(config.schedule),
       flops_per_step_(config.model.training_flops_per_token(config.seq_length) * double(config.tokens_per_step())),
       peak_tflops_(peak_bf16_tflops(config.device)) {
@@ -173,17 +183,28 @@ TrainingRun::TrainingRun(const TrainConfig& config, const Trainer::Log& log, con
   loader_options_.micro_batch_size = c_.micro_batch_size;
   loader_options_.data_parallel_size = c_.layout.dp;
   loader_options_.data_parallel_rank = role.groups ? role.groups->coords().dp : 0;
-  if (ddp_) {
+  if (ddp_ && !zero_) {
     log_(fmt::format("data parallel over {} rank(s): f32 gradient buffer {:.2f} MiB in {} bucket(s) (target {} MiB)",
                      c_.layout.dp, double(ddp_->grad_buffer_bytes()) / double(1 << 20), ddp_->buckets().size(),
                      c_.ddp_bucket_size_mb));
   }
+  if (zero_) {
+    ZeroMemoryReport m = zero_->memory_report();
+    log_(
+        fmt::format("ZeRO-{} over {} data-parallel rank(s), per rank: parameters {}, gradients {}, optimizer state {} "
+                    "(total {}), communication buffers up to {}; {} bucket(s) (target {} MiB)",
+                    c_.zero_stage, c_.layout.dp, mib(m.parameters), mib(m.gradients), mib(m.optimizer_state),
+                    mib(m.total()), mib(m.communication), ddp_->buckets().size(), c_.ddp_bucket_size_mb));
+  }
+  if (!role.groups && c_.zero_stage > 0)
+    log_("parallel.zero_stage has no effect in a single process (one data-parallel rank holds everything)");
 }
 
 int64_t TrainingRun::resume() {
   auto warn = [&](const std::string& message) { log_("warning: " + message); };
   const int tp = c_.layout.tp, tp_rank = role_.groups ? role_.groups->coords().tp : 0;
   check_checkpoint_directory_tensor_parallel_size(c_.save_dir, tp, "checkpoint.save");
+  check_checkpoint_directory_data_parallel_size(role_.tp_dir, c_.layout.dp, role_.zero, "checkpoint.save");
   std::vector<CheckpointFileEntry> existing = list_checkpoints(role_.checkpoint_dir);
   if (c_.resume == "none" && !existing.empty()) {
     warn(
@@ -191,15 +212,21 @@ int64_t TrainingRun::resume() {
                     "replace them, and a later train.resume=auto picks the highest step",
                     role_.checkpoint_dir, existing.size(), existing.back().path));
   }
-  std::optional<LoadedCheckpoint> loaded =
-      load_checkpoint_for_resume(tensor_parallel_resume(c_.resume, tp_rank, tp), role_.checkpoint_dir, warn);
+  std::string resume = tensor_parallel_resume(c_.resume, tp_rank, tp);
+  if (role_.zero) {
+    if (resume != "auto" && resume != "none")
+      check_checkpoint_directory_data_parallel_size(resume, c_.layout.dp, true, "train.resume");
+    resume = data_parallel_resume(resume, role_.groups->coords().dp, c_.layout.dp);
+  }
+  std::optional<LoadedCheckpoint> loaded = load_checkpoint_for_resume(resume, role_.checkpoint_dir, warn);
   if (loaded) check_checkpoint_tensor_parallel_size(loaded->checkpoint, loaded->path, tp);
   if (role_.groups) {
-    // Every tensor-parallel shard must resume from the same step (a crash can leave one shard
-    // folder a checkpoint ahead of another).
+    // Every tensor-parallel (and with ZeRO data-parallel) shard must resume from the same step
+    // (a crash can leave one shard folder a checkpoint ahead of another).
     double step = loaded ? double(loaded->checkpoint.step) : 0.0;
     Tensor extremes = Tensor::from_vector(std::vector<double>{step, -step}, {2}).to(role_.groups->tp().device());
     role_.groups->tp().all_reduce(extremes, ReduceOp::Max);
+    if (role_.zero) role_.groups->dp().all_reduce(extremes, ReduceOp::Max);
     std::vector<double> e = extremes.to_vector<double>();
     TS_CHECK(e[0] == -e[1], "train.resume: the tensor-parallel shard folders of ", c_.save_dir,
              " resume from different steps (", -e[1], " to ", e[0],
@@ -211,7 +238,11 @@ int64_t TrainingRun::resume() {
     return 1;
   }
   const TrainingCheckpoint& checkpoint = loaded->checkpoint;
-  restore_training_state(checkpoint, loaded->path, model_, optimizer_);
+  if (zero_) {
+    restore_training_state(checkpoint, loaded->path, model_, *zero_);
+  } else {
+    restore_training_state(checkpoint, loaded->path, model_, *adamw_);
+  }
   scaler_.set_state(checkpoint.loss_scaler);
   loader_options_.consumed_samples = checkpoint.consumed_samples;
   result_.resumed_from = loaded->path;
@@ -259,8 +290,13 @@ void TrainingRun::zero_gradients() {
 }
 
 // After DDP every rank holds the whole batch's gradients; under tensor parallelism the squares
-// of sharded parameters are summed over tp and replicated ones counted once.
+// of sharded parameters are summed over tp and replicated ones counted once. With ZeRO each rank
+// holds its shard, and the distributed optimizer sums the squares over dp (and tp).
 double TrainingRun::grad_norm_squared_of_model() const {
+  if (zero_) {
+    if (c_.layout.tp == 1) return zero_->grad_norm_squared();
+    return zero_->grad_norm_squared(model_.parameter_is_tensor_parallel_sharded(), &role_.groups->tp());
+  }
   if (c_.layout.tp == 1) return grad_norm_squared(parameters_);
   std::vector<bool> sharded = model_.parameter_is_tensor_parallel_sharded();
   std::vector<Tensor> replicated_parameters, sharded_parameters;
@@ -277,8 +313,11 @@ StepMetrics TrainingRun::train_step(int64_t step) {
   double inv_tokens = 1.0 / double(c_.tokens_per_step());
   double loss_sum = 0.0;
   for (int64_t micro = 0; micro < c_.grad_accumulation_steps(); ++micro) {
-    std::optional<DistributedDataParallel::NoSyncScope> accumulate_only;  // all but the last micro-batch
-    if (ddp_ && micro + 1 < c_.grad_accumulation_steps()) accumulate_only.emplace(*ddp_);
+    // All but the last micro-batch only accumulate; ZeRO-2 has no full buffer to accumulate into
+    // and reduce-scatters every micro-batch into its shard.
+    const bool sharded_grads = ddp_ && ddp_->options().grad_sync == GradSync::Sharded;
+    std::optional<DistributedDataParallel::NoSyncScope> accumulate_only;
+    if (ddp_ && !sharded_grads && micro + 1 < c_.grad_accumulation_steps()) accumulate_only.emplace(*ddp_);
     std::optional<MicroBatch> mb = loader_->next();
     TS_CHECK(mb.has_value(), "the training data ran out at step ", step, " (consumed ", loader_->consumed_samples(),
              " samples)");
@@ -287,6 +326,7 @@ StepMetrics TrainingRun::train_step(int64_t step) {
     if (c_.precision == Precision::FP16) scaled = scaler_.scale_loss(scaled);
     scaled.backward();
     loss_sum += loss.item();
+    if (sharded_grads && micro + 1 < c_.grad_accumulation_steps()) ddp_->finish_grad_sync();
   }
   if (ddp_) {
     ddp_->finish_grad_sync();
@@ -301,8 +341,14 @@ StepMetrics TrainingRun::train_step(int64_t step) {
   m.grad_norm = std::sqrt(grad_norm_squared_of_model());
   m.skipped = !take_step;
   if (take_step) {
-    optimizer_.set_learning_rate(m.lr);
-    optimizer_.step(c_.clip_grad > 0.0 ? clip_factor(m.grad_norm, c_.clip_grad) : 1.0);
+    double grad_scale = c_.clip_grad > 0.0 ? clip_factor(m.grad_norm, c_.clip_grad) : 1.0;
+    if (zero_) {
+      zero_->set_learning_rate(m.lr);
+      zero_->step(grad_scale);
+    } else {
+      adamw_->set_learning_rate(m.lr);
+      adamw_->step(grad_scale);
+    }
   }
   m.peak_memory_bytes = memory_stats(c_.device).peak_bytes;  // reading it waits for the step
   m.seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -366,7 +412,8 @@ void TrainingRun::evaluate(int64_t step) {
 void TrainingRun::save(int64_t step) {
   auto warn = [&](const std::string& message) { log_("warning: " + message); };
   TrainingCheckpoint checkpoint =
-      capture_training_state(model_, optimizer_, step, loader_->consumed_samples(), c_.resolved_yaml);
+      zero_ ? capture_training_state(model_, *zero_, step, loader_->consumed_samples(), c_.resolved_yaml)
+            : capture_training_state(model_, *adamw_, step, loader_->consumed_samples(), c_.resolved_yaml);
   checkpoint.loss_scaler = scaler_.state();
   SavedCheckpoint saved = save_checkpoint(role_.checkpoint_dir, checkpoint, c_.keep_last, warn);
   result_.saved_checkpoints.push_back(saved.path);

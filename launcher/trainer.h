@@ -16,8 +16,12 @@
 // training and validation losses are summed over the data-parallel group, so they are the
 // global batch's; the gradient norm is the whole model's. Only global rank 0 logs and writes the
 // run directory; data-parallel rank 0 of each tensor-parallel rank saves checkpoints (its own
-// shard folder when tp > 1, launcher/checkpoint_shards.h). Without groups the run is the
-// single-process one, unchanged.
+// shard folder when tp > 1, launcher/checkpoint_shards.h). With parallel.zero_stage 1 or 2 the
+// optimizer is the DistributedOptimizer (optim/distributed_optimizer.h): gradients are
+// reduce-scattered (stage 2: every micro-batch, into a gradient shard), each dp rank updates
+// its shard and the parameters are all-gathered; every dp rank saves its own shard
+// (dp{d}-of-{n}/). Without groups the run is the single-process one, unchanged (zero_stage has
+// no effect on one rank).
 #pragma once
 
 #include <functional>

@@ -1,5 +1,9 @@
 #include "models/gpt_model.h"
 
+#include <limits>
+
+#include <algorithm>
+
 #include <set>
 
 #include "core/autograd/checkpoint.h"
@@ -37,49 +41,104 @@ void check_parallelism(const TransformerConfig& config, const ModelParallelism& 
 }
 
 // A tp group of one rank splits nothing: build the single-rank model (exact, no communication);
-// Megatron likewise turns sequence parallelism off at tp = 1.
+// Megatron likewise turns sequence parallelism off at tp = 1. The pipeline placement stays.
 ModelParallelism without_trivial_tp(const ModelParallelism& parallel) {
-  return parallel.tp_size() == 1 ? ModelParallelism{} : parallel;
+  if (parallel.tp_size() > 1) return parallel;
+  ModelParallelism single = parallel;
+  single.tp = nullptr;
+  single.sequence_parallel = false;
+  return single;
+}
+
+void check_pipeline(const TransformerConfig& config, const ModelParallelism& parallel) {
+  if (!parallel.pipeline) return;
+  const PipelineLayout& layout = *parallel.pipeline;
+  const StageChunk piece = parallel.pipeline_stage;
+  TS_CHECK(layout.num_layers() == config.num_layers, "GptModel: the pipeline layout places ", layout.num_layers(),
+           " layers but model.num_layers is ", config.num_layers, " (model ", config.name,
+           "); build the layout from the model's num_layers");
+  TS_CHECK(piece.stage >= 0 && piece.stage < layout.pp() && piece.chunk >= 0 && piece.chunk < layout.vpp(),
+           "GptModel: pipeline_stage (stage ", piece.stage, ", chunk ", piece.chunk,
+           ") is outside the layout's pipeline_model_parallel_size ", layout.pp(),
+           " x virtual_pipeline_model_parallel_size ", layout.vpp(),
+           "; pass this rank's pp rank and a chunk below vpp");
 }
 
 }  // namespace
 
+// The whole model draws its parameters from one generator, one draw per table or weight, in
+// this order: word embeddings, position embeddings (learned only), the layers in order
+// (TransformerLayer::kInitDraws each), the output layer (untied only). A piece moves the
+// generator to the offset of each part it builds, so it draws the whole model's values; for
+// the whole model every move is to where the generator already is.
 GptModel::GptModel(const TransformerConfig& config, uint64_t seed, ParamOptions options, ModelParallelism parallel)
     : config_(config),
       parallel_(without_trivial_tp(parallel)),
+      param_options_(options),
       rng_(seed ^ 0x9e3779b97f4a7c15ULL, parallel_.tp_rank()) {
   config_.validate();
   check_parallelism(config_, parallel);
+  check_pipeline(config_, parallel);
+  if (parallel_.pipeline) {
+    const PipelineLayout& layout = *parallel_.pipeline;
+    first_piece_ = parallel_.pipeline_stage == layout.embedding();
+    last_piece_ = parallel_.pipeline_stage == layout.head();
+    layer_indices_ = layout.layers(parallel_.pipeline_stage.stage, parallel_.pipeline_stage.chunk);
+  } else {
+    for (int64_t i = 0; i < config_.num_layers; ++i) layer_indices_.push_back(i);
+  }
+  const bool learned_positions = config_.position_embedding == PositionEmbedding::Learned;
+  const uint64_t layers_offset = learned_positions ? 2 : 1;
   Generator init(seed);
+  auto draw_from = [&](uint64_t offset) { init.set_state({seed, offset}); };
+
   const int64_t padded_vocab = config_.padded_vocab_size(parallel_.tp_size());
-  auto embedding = register_module("embedding", std::make_shared<Container>());
-  word_embeddings_ = embedding->add(
-      "word_embeddings", std::make_shared<VocabParallelEmbedding>(
-                             padded_vocab, config_.hidden_size, parallel_.tp, init,
-                             VocabParallelEmbeddingOptions{.sequence_parallel = parallel_.sequence_parallel,
-                                                           .sequence_dim = kSequenceDim,
-                                                           .init_std = config_.init_method_std,
-                                                           .param = options}));
-  if (config_.position_embedding == PositionEmbedding::Learned) {
-    position_embeddings_ = embedding->add(
-        "position_embeddings", std::make_shared<Embedding>(config_.max_position_embeddings, config_.hidden_size, init,
-                                                           config_.init_method_std, options));
-    replicated_parameters_.push_back(position_embeddings_->weight());
+  if (first_piece_ || (last_piece_ && config_.tie_word_embeddings)) {
+    auto embedding = register_module("embedding", std::make_shared<Container>());
+    draw_from(0);
+    word_embeddings_ = embedding->add(
+        "word_embeddings", std::make_shared<VocabParallelEmbedding>(
+                               padded_vocab, config_.hidden_size, parallel_.tp, init,
+                               VocabParallelEmbeddingOptions{.sequence_parallel = parallel_.sequence_parallel,
+                                                             .sequence_dim = kSequenceDim,
+                                                             .init_std = config_.init_method_std,
+                                                             .param = options}));
+    if (first_piece_ && learned_positions) {
+      position_embeddings_ = embedding->add(
+          "position_embeddings", std::make_shared<Embedding>(config_.max_position_embeddings, config_.hidden_size, init,
+                                                             config_.init_method_std, options));
+      replicated_parameters_.push_back(position_embeddings_->weight());
+    }
   }
   auto decoder = register_module("decoder", std::make_shared<Container>());
-  layers_ = decoder->add("layers", std::make_shared<ModuleList>());
-  for (int64_t i = 0; i < config_.num_layers; ++i) {
-    auto layer = layers_->push_back(std::make_shared<TransformerLayer>(config_, init, options, parallel_));
+  auto layers = decoder->add("layers", std::make_shared<Container>());
+  for (int64_t i : layer_indices_) {
+    const uint64_t offset = layers_offset + uint64_t(i) * TransformerLayer::kInitDraws;
+    draw_from(offset);
+    auto layer = layers->add(std::to_string(i), std::make_shared<TransformerLayer>(config_, init, options, parallel_));
+    TS_CHECK(init.state().offset == offset + TransformerLayer::kInitDraws, "GptModel: a TransformerLayer took ",
+             init.state().offset - offset, " init draws but TransformerLayer::kInitDraws is ",
+             TransformerLayer::kInitDraws, "; update it");
+    layers_.push_back(layer);
     for (const Tensor& p : layer->replicated_parameters()) replicated_parameters_.push_back(p);
+  }
+  if (!last_piece_) return;
+  if (parallel_.tp == nullptr && padded_vocab > config_.vocab_size) {
+    // Logits come from the whole padded table (a GEMM over V = 50257 columns ran 5x slower than
+    // over 50304 on an H100) with the padded columns pushed to -inf by the GEMM's bias epilogue:
+    // they take no probability mass, and their rows no gradient.
+    std::vector<float> mask(static_cast<size_t>(padded_vocab), 0.0f);
+    std::fill(mask.begin() + config_.vocab_size, mask.end(), -std::numeric_limits<float>::infinity());
+    padded_column_mask_ = Tensor::from_vector(mask, Shape{padded_vocab}).to(options.dtype).to(options.device);
   }
   final_norm_ = decoder->add("final_layernorm", std::make_shared<Norm>(config_, options));
   for (const Tensor& p : final_norm_->parameters()) replicated_parameters_.push_back(p);
   if (!config_.tie_word_embeddings) {
+    draw_from(layers_offset + uint64_t(config_.num_layers) * TransformerLayer::kInitDraws);
     // Only its weight is used (see logits()), so its own sequence-parallel option stays off.
     ColumnParallelOptions head{.bias = false, .init_std = config_.init_method_std, .param = options};
-    output_layer_ = register_module(
-        "output_layer",
-        std::make_shared<ColumnParallelLinear>(config_.hidden_size, padded_vocab, parallel_.tp, init, head));
+    output_layer_ = register_module("output_layer", std::make_shared<ColumnParallelLinear>(
+                                                        config_.hidden_size, padded_vocab, parallel_.tp, init, head));
   }
 }
 
@@ -89,8 +148,9 @@ const RopeTables* GptModel::cached_rope_tables(int64_t seq_len, Device device) c
   auto key = std::make_pair(seq_len, device.str());
   auto it = rope_cache_.find(key);
   if (it == rope_cache_.end()) {
-    DType dtype = word_embeddings_->weight().dtype();
-    auto [cos, sin] = rope_tables(seq_len, config_.head_dim(), config_.rotary_base, config_.rope_scaling, dtype, device);
+    DType dtype = param_options_.dtype;
+    auto [cos, sin] =
+        rope_tables(seq_len, config_.head_dim(), config_.rotary_base, config_.rope_scaling, dtype, device);
     it = rope_cache_.emplace(key, RopeTables{cos, sin}).first;
   }
   return &it->second;
@@ -101,29 +161,46 @@ Tensor GptModel::embed(const Tensor& tokens, const Tensor& positions) const {
   return position_embeddings_ ? add(h, position_embeddings_->forward(positions)) : h;
 }
 
-Tensor GptModel::hidden_states(const Tensor& tokens) const {
-  TS_CHECK(tokens.dim() == 2, "GptModel: tokens must be [B, T], got ", tokens.shape());
-  int64_t t = tokens.size(1);
+int64_t GptModel::sequence_length(const Tensor& input) const {
+  const int tp = parallel_.tp_size();
+  int64_t t = 0;
+  if (first_piece_) {
+    TS_CHECK(input.dim() == 2, "GptModel: tokens must be [B, T], got ", input.shape());
+    t = input.size(1);
+  } else {
+    TS_CHECK(input.dim() == 3 && input.size(2) == config_.hidden_size,
+             "GptModel: a pipeline piece without the embedding takes the previous piece's hidden states [B, T",
+             parallel_.sequence_parallel ? "/tp" : "", ", ", config_.hidden_size, "], got ", input.shape());
+    t = input.size(1) * (parallel_.sequence_parallel ? tp : 1);
+  }
   TS_CHECK(t <= config_.max_position_embeddings, "GptModel: sequence length ", t, " exceeds max_position_embeddings ",
            config_.max_position_embeddings);
-  const int tp = parallel_.tp_size();
   TS_CHECK(!parallel_.sequence_parallel || t % tp == 0, "GptModel: sequence length ", t,
            " does not divide by tensor_model_parallel_size ", tp,
            " (sequence_parallel splits the sequence); use a multiple of ", tp);
-  Tensor positions;
-  if (position_embeddings_) {
-    // With sequence parallelism the embedding output holds this rank's share of the positions.
-    positions = Tensor::arange(t, DType::I64, tokens.device());
-    if (parallel_.sequence_parallel) positions = positions.narrow(0, parallel_.tp_rank() * (t / tp), t / tp);
+  return t;
+}
+
+ResidualStream GptModel::run_layers(const Tensor& input) const {
+  const int64_t t = sequence_length(input);
+  const int tp = parallel_.tp_size();
+  Tensor h = input;
+  if (first_piece_) {
+    Tensor positions;
+    if (position_embeddings_) {
+      // With sequence parallelism the embedding output holds this rank's share of the positions.
+      positions = Tensor::arange(t, DType::I64, input.device());
+      if (parallel_.sequence_parallel) positions = positions.narrow(0, parallel_.tp_rank() * (t / tp), t / tp);
+    }
+    h = embed(input, positions);
   }
-  Tensor h = embed(tokens, positions);
-  const RopeTables* rope = cached_rope_tables(t, tokens.device());
+  const RopeTables* rope = cached_rope_tables(t, input.device());
   Generator* dropout_rng = nullptr;
   if (config_.hidden_dropout > 0.0 && is_training())
     dropout_rng = parallel_.sequence_parallel ? &rng_.fork() : &rng_.default_generator();
   ResidualStream stream{h, Tensor()};
-  for (size_t i = 0; i < layers_->size(); ++i) {
-    const auto& layer = static_cast<const TransformerLayer&>(*(*layers_)[i]);
+  for (const auto& layer_ptr : layers_) {
+    const TransformerLayer& layer = *layer_ptr;
     if (!recompute_) {
       stream = layer.forward(stream, rope, dropout_rng);
       continue;
@@ -137,7 +214,7 @@ Tensor GptModel::hidden_states(const Tensor& tokens) const {
     std::vector<Tensor> out = checkpoint(region, {stream.residual, stream.pending}, generators);
     stream = {out[0], out[1]};
   }
-  return final_norm(stream);
+  return stream;
 }
 
 Tensor GptModel::final_norm(const ResidualStream& stream) const {
@@ -145,11 +222,15 @@ Tensor GptModel::final_norm(const ResidualStream& stream) const {
                                   : final_norm_->forward(stream.residual);
 }
 
+const Tensor& GptModel::output_table() const {
+  return output_layer_ ? output_layer_->weight() : word_embeddings_->weight();
+}
+
 Tensor GptModel::logits(const Tensor& hidden) const {
   // The output layer's weight (or the tied embedding table) is used directly, so both share
-  // this one path and the single-rank model can keep only the real vocabulary's rows.
-  const Tensor& table = output_layer_ ? output_layer_->weight() : word_embeddings_->weight();
-  if (parallel_.tp == nullptr) return linear(hidden, table.narrow(0, 0, config_.vocab_size));
+  // this one path. Single rank: logits over the padded vocabulary, its padded columns -inf.
+  const Tensor& table = output_table();
+  if (parallel_.tp == nullptr) return linear(hidden, table, padded_column_mask_);
   // A column-parallel product: its input enters the tp region whole (conjugate: all-reduce of
   // its gradient), or all-gathered from the sequence shards. vocab_parallel_cross_entropy
   // masks the padded columns.
@@ -161,13 +242,23 @@ Tensor GptModel::logits(const Tensor& hidden) const {
 
 Tensor GptModel::full_logits(const Tensor& hidden) const {
   Tensor shard = logits(hidden);
-  if (parallel_.tp == nullptr) return shard;
+  if (parallel_.tp == nullptr) {
+    return padded_column_mask_.defined() ? shard.narrow(-1, 0, config_.vocab_size).contiguous() : shard;
+  }
   return gather_from_tensor_parallel(shard, *parallel_.tp).narrow(-1, 0, config_.vocab_size);
 }
 
-Tensor GptModel::forward(const Tensor& tokens) const { return full_logits(hidden_states(tokens)); }
+Tensor GptModel::forward(const Tensor& tokens) const {
+  TS_CHECK(first_piece_ && last_piece_,
+           "GptModel: forward(tokens) runs the whole model, but this is a pipeline piece; "
+           "use forward_stage / stage_loss");
+  return full_logits(final_norm(run_layers(tokens)));
+}
 
 KvCache GptModel::new_kv_cache(int64_t batch, int64_t capacity) const {
+  TS_CHECK(first_piece_ && last_piece_,
+           "GptModel: KV-cache decoding runs the whole model, not a pipeline piece; "
+           "build the inference model without ModelParallelism::pipeline");
   const Tensor& weight = word_embeddings_->weight();
   TransformerConfig local = config_;
   local.num_query_groups /= parallel_.tp_size();
@@ -176,7 +267,11 @@ KvCache GptModel::new_kv_cache(int64_t batch, int64_t capacity) const {
 
 Tensor GptModel::forward(const Tensor& tokens, KvCache& cache) const {
   TS_CHECK(!is_training(), "GptModel: decoding with a KV cache runs in eval mode; call eval() first");
-  TS_CHECK(!parallel_.sequence_parallel, "GptModel: decoding with a KV cache does not support sequence_parallel "
+  TS_CHECK(first_piece_ && last_piece_,
+           "GptModel: KV-cache decoding runs the whole model, not a pipeline piece; "
+           "build the inference model without ModelParallelism::pipeline");
+  TS_CHECK(!parallel_.sequence_parallel,
+           "GptModel: decoding with a KV cache does not support sequence_parallel "
            "(a step's tokens do not split over tp); build the inference model with sequence_parallel = false");
   TS_CHECK(tokens.dim() == 2 && tokens.size(0) == cache.batch(),
            "GptModel: tokens must be [B, T] with B = ", cache.batch(), " (the cache's rows), got ", tokens.shape());
@@ -194,21 +289,60 @@ Tensor GptModel::forward(const Tensor& tokens, KvCache& cache) const {
       embed(tokens, position_embeddings_ ? Tensor::from_vector(positions, {b, t}).to(tokens.device()) : Tensor());
   const RopeTables* rope = cached_rope_tables(cache.capacity(), tokens.device());
   ResidualStream stream{h, Tensor()};
-  for (size_t i = 0; i < layers_->size(); ++i) {
-    const auto& layer = static_cast<const TransformerLayer&>(*(*layers_)[i]);
-    stream = layer.forward(stream, rope, nullptr, LayerCache{&cache, static_cast<int64_t>(i)});
-  }
+  for (size_t i = 0; i < layers_.size(); ++i)
+    stream = layers_[i]->forward(stream, rope, nullptr, LayerCache{&cache, static_cast<int64_t>(i)});
   cache.advance(t);
   return full_logits(final_norm(stream));
 }
 
 Tensor GptModel::loss(const LmBatch& batch, LossReduction reduction) const {
+  TS_CHECK(first_piece_ && last_piece_,
+           "GptModel: loss(batch) runs the whole model, but this is a pipeline piece; "
+           "use forward_stage / stage_loss");
+  return stage_loss(batch.tokens, batch, reduction);
+}
+
+Tensor GptModel::forward_stage(const Tensor& input) const {
+  TS_CHECK(!last_piece_,
+           "GptModel: forward_stage runs a pipeline piece that is not the last; this piece holds the "
+           "final norm and output layer, so call stage_loss");
+  ResidualStream stream = run_layers(input);
+  // The next piece starts a fresh stream: pass one tensor, residual and pending summed.
+  return stream.pending.defined() ? add(stream.pending, stream.residual) : stream.residual;
+}
+
+Tensor GptModel::stage_loss(const Tensor& input, const LmBatch& batch, LossReduction reduction) const {
+  TS_CHECK(last_piece_,
+           "GptModel: stage_loss runs the last pipeline piece (final norm, output layer, loss); this "
+           "piece is not the last, so call forward_stage");
   CrossEntropyOptions options;
   options.loss_mask = batch.loss_mask;
   options.reduction = reduction;
-  Tensor logits_or_shard = logits(hidden_states(batch.tokens));
+  Tensor logits_or_shard = logits(final_norm(run_layers(input)));
   if (parallel_.tp == nullptr) return cross_entropy(logits_or_shard, batch.labels, options);
   return vocab_parallel_cross_entropy(logits_or_shard, batch.labels, config_.vocab_size, *parallel_.tp, options);
+}
+
+void GptModel::finalize_pipeline_grads(Communicator& embedding_group) const {
+  // Only pieces that are first or last of a split tied model hold one of two copies.
+  if (!config_.tie_word_embeddings || first_piece_ == last_piece_) return;
+  TS_CHECK(embedding_group.size() == 2,
+           "GptModel: finalize_pipeline_grads needs the embedding group of the first and "
+           "last pipeline stage (2 ranks), got group '",
+           embedding_group.name(), "' of ", embedding_group.size(), " ranks");
+  NoGradGuard no_grad;
+  const Tensor& table = word_embeddings_->weight();
+  // A copy that got no gradient (no micro-batch reached it) still takes part, with zeros.
+  if (!table.grad().defined()) table.set_grad(Tensor::zeros(table.shape(), table.dtype(), table.device()));
+  Tensor grad = table.grad();
+  embedding_group.all_reduce(grad, ReduceOp::Sum);
+}
+
+std::vector<bool> GptModel::parameter_is_shared_copy() const {
+  const bool copy = config_.tie_word_embeddings && last_piece_ && !first_piece_;
+  std::vector<bool> shared;
+  for (const Tensor& p : parameters()) shared.push_back(copy && p.impl() == word_embeddings_->weight().impl());
+  return shared;
 }
 
 void GptModel::finalize_tensor_parallel_grads() const {

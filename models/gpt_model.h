@@ -28,6 +28,19 @@
 // activations are replicated; the model-parallel stream (different per rank) on the
 // sequence-sharded activations of sequence parallelism. A tp group of one rank gives the
 // single-rank model (sequence parallelism off, as Megatron does at tp = 1).
+//
+// Pipeline parallelism (ModelParallelism::pipeline): the model is one piece, virtual stage
+// (stage, chunk) of a PipelineLayout: its layers keep their global names
+// (decoder.layers.<global index>.*), the first piece adds the embedding, the last the final
+// norm and output layer. Each piece draws exactly the values the whole model draws for its
+// parameters (the init generator skips the other pieces' draws), so the pieces of a layout
+// together are the single-rank model. Pieces pass hidden states [B, T, C] ([B, T/tp, C] with
+// sequence parallelism) to each other: forward_stage() on every piece but the last,
+// stage_loss() on the last. With tied embeddings the last piece (when it is not also the first)
+// holds a copy of the word embedding table, under the same name embedding.word_embeddings.weight
+// and drawn identically, as its output layer; finalize_pipeline_grads() sums the two copies'
+// gradients over the embedding group (first and last pp rank), so they stay identical.
+// Dropout masks of a piece come from its own rng_tracker(), not the single-rank model's.
 #pragma once
 
 #include <map>
@@ -54,8 +67,7 @@ struct LmBatch {
 class GptModel : public Module {
  public:
   // Parameters drawn from `seed` (same seed, same weights, on any device and any tp size).
-  GptModel(const TransformerConfig& config, uint64_t seed, ParamOptions options = {},
-           ModelParallelism parallel = {});
+  GptModel(const TransformerConfig& config, uint64_t seed, ParamOptions options = {}, ModelParallelism parallel = {});
 
   const TransformerConfig& config() const { return config_; }
   const ModelParallelism& parallelism() const { return parallel_; }
@@ -73,6 +85,27 @@ class GptModel : public Module {
   // Cross-entropy over the tokens that count (loss mask, ignore_index = -100): their mean, or
   // their sum (trainers divide by the token count of the whole global batch).
   Tensor loss(const LmBatch& batch, LossReduction reduction = LossReduction::Mean) const;
+
+  // ---- pipeline pieces (the whole model is the piece that is both first and last) ----
+  bool has_embedding() const { return first_piece_; }  // takes tokens
+  bool has_head() const { return last_piece_; }        // ends in the loss
+  // Global indices of this piece's transformer layers (ascending, possibly empty).
+  const std::vector<int64_t>& layer_indices() const { return layer_indices_; }
+  // A piece's input is the tokens [B, T] where it holds the embedding, else the previous
+  // piece's output. forward_stage (every piece but the last): the hidden states after this
+  // piece's layers, [B, T, C] ([B, T/tp, C], this rank's sequence shard, with sequence
+  // parallelism). stage_loss (the last piece): loss() of batch's labels and mask, from `input`.
+  Tensor forward_stage(const Tensor& input) const;
+  Tensor stage_loss(const Tensor& input, const LmBatch& batch, LossReduction reduction = LossReduction::Mean) const;
+  // Tied embeddings under pp: sums the word embedding table's gradient over `embedding_group`
+  // (this tp rank's first and last pp rank, which hold the two copies; Megatron's embedding
+  // group) so both copies take the same step. Collective over the group on the pieces holding a
+  // copy; a no-op on other pieces, for untied models and for the whole model. Call after the
+  // last micro-batch's backward, before the optimizer step.
+  void finalize_pipeline_grads(Communicator& embedding_group) const;
+  // Aligned with parameters(): true for the last piece's copy of a tied embedding table. Its
+  // gradient equals the first piece's after finalize_pipeline_grads: count it once in a norm.
+  std::vector<bool> parameter_is_shared_copy() const;
   // Recompute each layer's activations in backward instead of keeping them (Megatron's
   // "full" recompute granularity with the uniform method, one layer per chunk).
   void set_recompute(bool recompute) { recompute_ = recompute; }
@@ -93,7 +126,13 @@ class GptModel : public Module {
  private:
   // Token embeddings plus, for learned positions, those of `positions` ([T] or [B, T]).
   Tensor embed(const Tensor& tokens, const Tensor& positions) const;
-  Tensor hidden_states(const Tensor& tokens) const;
+  // Embedding (first piece) and this piece's layers on a piece's input.
+  ResidualStream run_layers(const Tensor& input) const;
+  // The full sequence length T of a piece's input (tokens, or hidden states, sequence-sharded
+  // under sequence parallelism), checked against the model's limits.
+  int64_t sequence_length(const Tensor& input) const;
+  // The output layer's table where this piece holds one (the tied table on the first piece).
+  const Tensor& output_table() const;
   Tensor final_norm(const ResidualStream& stream) const;
   // Single rank: logits of the real vocabulary [..., V]. Under tp: this rank's shard of the
   // padded vocabulary [..., Vp/tp], for the whole sequence.
@@ -104,12 +143,16 @@ class GptModel : public Module {
 
   TransformerConfig config_;
   ModelParallelism parallel_;
-  std::shared_ptr<VocabParallelEmbedding> word_embeddings_;
+  ParamOptions param_options_;
+  bool first_piece_ = true, last_piece_ = true;
+  std::vector<int64_t> layer_indices_;
+  std::shared_ptr<VocabParallelEmbedding> word_embeddings_;  // the first piece's, or the last's tied copy
   std::shared_ptr<Embedding> position_embeddings_;
-  std::shared_ptr<ModuleList> layers_;
+  std::vector<std::shared_ptr<TransformerLayer>> layers_;
   std::shared_ptr<Norm> final_norm_;
   std::shared_ptr<ColumnParallelLinear> output_layer_;
   std::vector<Tensor> replicated_parameters_;  // held whole by every tp rank
+  Tensor padded_column_mask_;  // single rank, last piece: [Vp] bias, 0 for real columns, -inf for padding
   bool recompute_ = false;
   mutable RngTracker rng_;
   mutable std::mutex rope_mutex_;

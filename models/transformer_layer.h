@@ -25,6 +25,10 @@ class TransformerLayer : public Module {
  public:
   TransformerLayer(const TransformerConfig& config, Generator& init_generator, ParamOptions options,
                    const ModelParallelism& parallel = {});
+  // Draws a layer takes from its init generator (the weights of linear_qkv, linear_proj,
+  // linear_fc1, linear_fc2; biases and norms start constant): a pipeline piece skips the layers
+  // of other pieces by advancing the generator this many draws per layer.
+  static constexpr uint64_t kInitDraws = 4;
   // dropout_generator may be null when hidden_dropout is 0 or in eval mode. cache: this
   // layer's slot in a KV cache when decoding (see SelfAttention), empty when training.
   ResidualStream forward(const ResidualStream& in, const RopeTables* rope_tables, Generator* dropout_generator,

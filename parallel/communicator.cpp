@@ -76,4 +76,15 @@ void check_peer(const Communicator& comm, std::string_view op, int peer) {
            comm.size(), ")");
 }
 
+std::string_view p2p_kind_name(P2pOp::Kind kind) { return kind == P2pOp::Kind::Send ? "send" : "recv"; }
+
+void check_p2p_ops(const Communicator& comm, std::string_view op, const std::vector<P2pOp>& ops) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    std::string role = detail::concat(p2p_kind_name(ops[i].kind), " ", i);
+    check_comm_tensor(comm, op, ops[i].tensor, role);
+    TS_CHECK(ops[i].peer >= 0 && ops[i].peer < comm.size(), where(comm, op), ": ", role, " names peer rank ",
+             ops[i].peer, ", outside the group [0, ", comm.size(), ")");
+  }
+}
+
 }  // namespace tessera

@@ -9,6 +9,8 @@
 //   - all_to_all sends in's r-th dim-0 block to rank r and stores block q received from rank q
 //     at out's q-th block.
 // The *_async variants return a WorkHandle; the output is valid only after wait().
+// batch_send_recv posts several sends and receives at once (Megatron's batch_isend_irecv, one
+// NCCL group) and returns one handle for all of them; see P2pOp.
 // Every operation checks its arguments and throws tessera::Error naming the op, the group and
 // the rank. Communicators are passed explicitly; there is no global group.
 #pragma once
@@ -16,6 +18,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -33,6 +37,22 @@ class WorkHandle {
   virtual ~WorkHandle() = default;
   virtual void wait() = 0;
   virtual bool is_completed() = 0;
+};
+
+// One send or receive of a batch_send_recv. `tensor` is read (Send) or written (Recv); it is
+// contiguous and on the communicator's device, and both sides agree on its byte size. Operations
+// between the same two ranks match in the order they are posted: with MPI per `tag` (so tags
+// keep streams apart, e.g. activations and gradients), with NCCL, which has no tags, over all of
+// them (the caller then posts in the same order on both sides).
+struct P2pOp {
+  enum class Kind { Send, Recv };
+  Kind kind = Kind::Send;
+  Tensor tensor;
+  int peer = 0;  // rank in the group; oneself is allowed (the batch's own receive takes it)
+  int tag = 0;
+
+  static P2pOp send(Tensor tensor, int peer, int tag = 0) { return {Kind::Send, std::move(tensor), peer, tag}; }
+  static P2pOp recv(Tensor tensor, int peer, int tag = 0) { return {Kind::Recv, std::move(tensor), peer, tag}; }
 };
 
 class Communicator {
@@ -62,6 +82,11 @@ class Communicator {
   virtual std::unique_ptr<WorkHandle> all_reduce_async(Tensor& tensor, ReduceOp op) = 0;
   virtual std::unique_ptr<WorkHandle> all_gather_async(const Tensor& in, Tensor& out) = 0;
   virtual std::unique_ptr<WorkHandle> reduce_scatter_async(const Tensor& in, Tensor& out, ReduceOp op) = 0;
+  // Posts every operation of `ops` before waiting for any, so an exchange in both directions
+  // (each rank sends to and receives from the other) cannot deadlock; the received tensors are
+  // final after wait(). The handle keeps the tensors alive until then. An empty batch is done at
+  // once. Only the ranks named as peers take part (not collective).
+  virtual std::unique_ptr<WorkHandle> batch_send_recv(std::vector<P2pOp> ops) = 0;
 };
 
 // ---- argument checks shared by every backend (throw tessera::Error naming op, group, rank) ----
@@ -77,5 +102,9 @@ void check_reduce_scatter_args(const Communicator& comm, std::string_view op, co
 void check_all_to_all_args(const Communicator& comm, std::string_view op, const Tensor& in, const Tensor& out);
 // A peer or root rank in [0, size()).
 void check_peer(const Communicator& comm, std::string_view op, int peer);
+// Every operation of a batch: its tensor (check_comm_tensor, named "send i" / "recv i") and peer.
+void check_p2p_ops(const Communicator& comm, std::string_view op, const std::vector<P2pOp>& ops);
+// "send" or "recv"
+std::string_view p2p_kind_name(P2pOp::Kind kind);
 
 }  // namespace tessera

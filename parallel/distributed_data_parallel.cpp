@@ -7,6 +7,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "core/autograd/grad_mode.h"
 #include "core/check.h"
 
 namespace tessera {
@@ -15,11 +16,17 @@ struct DistributedDataParallel::State {
   std::vector<Tensor> parameters;
   Communicator* comm = nullptr;
   DdpOptions options;
-  Tensor buffer;
+  Tensor buffer;        // the full f32 gradient buffer (AllReduce, ReduceScatter)
+  Tensor shard_buffer;  // this rank's shard of every bucket, bucket after bucket (Sharded)
   std::vector<GradBucket> buckets;
   std::vector<GradRange> ranges;
   std::vector<Tensor> bucket_views;  // buffer ranges handed to the communicator
   bool sync_enabled = true;
+
+  // Transient, per bucket: the f32 gradients being gathered (Sharded) and the reduce-scatter's
+  // output until it is landed in the persistent buffer (ReduceScatter, Sharded).
+  std::vector<Tensor> staging;
+  std::vector<Tensor> received;
 
   // This synchronised backward pass (reset by finish_grad_sync and zero_grad).
   std::vector<bool> ready;                        // per parameter
@@ -39,11 +46,65 @@ struct DistributedDataParallel::State {
     for (const GradBucket& bucket : buckets) pending.push_back(bucket.parameters.size());
     work.clear();
     work.resize(buckets.size());
+    staging.assign(buckets.size(), Tensor());
+    received.assign(buckets.size(), Tensor());
     next_to_start = 0;
     first_unfinished = 0;
   }
 
-  void start_bucket(size_t b) { work[b] = comm->all_reduce_async(bucket_views[b], options.reduction); }
+  GradRange shard_of(size_t b) const {
+    const GradBucket& bucket = buckets[b];
+    int64_t numel = bucket.numel / comm->size();
+    return {b, bucket.offset + comm->rank() * numel, numel};
+  }
+
+  Tensor grad_shard(size_t b) const {
+    if (options.grad_sync == GradSync::Sharded)
+      return shard_buffer.narrow(0, buckets[b].offset / comm->size(), buckets[b].numel / comm->size());
+    GradRange shard = shard_of(b);
+    return buffer.narrow(0, shard.offset, shard.numel);
+  }
+
+  void start_bucket(size_t b) {
+    if (options.grad_sync == GradSync::AllReduce) {
+      work[b] = comm->all_reduce_async(bucket_views[b], options.reduction);
+      return;
+    }
+    received[b] = Tensor::empty({buckets[b].numel / comm->size()}, DType::F32, comm->device());
+    if (options.grad_sync == GradSync::ReduceScatter) {
+      work[b] = comm->reduce_scatter_async(bucket_views[b], received[b], options.reduction);
+      return;
+    }
+    // A bucket none of whose parameters got a gradient this pass contributes zeros.
+    if (!staging[b].defined()) staging[b] = Tensor::zeros({buckets[b].numel}, DType::F32, comm->device());
+    work[b] = comm->reduce_scatter_async(staging[b], received[b], options.reduction);
+  }
+
+  // Moves bucket b's completed reduce-scatter output into the persistent gradients.
+  void land(size_t b) {
+    if (!received[b].defined()) return;
+    NoGradGuard no_grad;
+    Tensor shard = grad_shard(b);
+    if (options.grad_sync == GradSync::Sharded) {
+      shard.add_(received[b]);  // accumulates over the micro-batches of a step
+    } else {
+      shard.copy_(received[b]);
+    }
+    received[b] = Tensor();
+    staging[b] = Tensor();
+  }
+
+  // Sharded: the parameter's gradient moves into its bucket's staging buffer and is dropped.
+  void stage_gradient(size_t index) {
+    const Tensor& p = parameters[index];
+    const GradRange& range = ranges[index];
+    const GradBucket& bucket = buckets[range.bucket];
+    NoGradGuard no_grad;
+    Tensor& stage = staging[range.bucket];
+    if (!stage.defined()) stage = Tensor::zeros({bucket.numel}, DType::F32, comm->device());
+    stage.narrow(0, range.offset - bucket.offset, range.numel).copy_(p.grad().reshape({range.numel}));
+    p.set_grad(Tensor());
+  }
 
   // Starts the ready buckets that are next in order.
   void start_ready_buckets() {
@@ -52,7 +113,7 @@ struct DistributedDataParallel::State {
 
   // Gives the reductions in flight a chance to progress (see the header's note on overlap).
   void poll() {
-    while (first_unfinished < next_to_start && work[first_unfinished]->is_completed()) ++first_unfinished;
+    while (first_unfinished < next_to_start && work[first_unfinished]->is_completed()) land(first_unfinished++);
     for (size_t b = first_unfinished + 1; b < next_to_start; ++b) work[b]->is_completed();
   }
 
@@ -62,6 +123,7 @@ struct DistributedDataParallel::State {
              ") became ready twice in one synchronised backward pass; call finish_grad_sync() after each backward "
              "with grad sync on, and run the other micro-batches of gradient accumulation inside no_sync()");
     ready[index] = true;
+    if (options.grad_sync == GradSync::Sharded) stage_gradient(index);
     --pending[ranges[index].bucket];
     start_ready_buckets();
     poll();
@@ -124,12 +186,18 @@ DistributedDataParallel::DistributedDataParallel(std::vector<Tensor> parameters,
   }
   if (!open.parameters.empty()) close();
 
-  s.buffer = Tensor::zeros({at}, DType::F32, dp.device());
-  for (const GradBucket& bucket : s.buckets) s.bucket_views.push_back(s.buffer.narrow(0, bucket.offset, bucket.numel));
+  const bool sharded = options.grad_sync == GradSync::Sharded;
+  if (sharded) {
+    s.shard_buffer = Tensor::zeros({at / dp.size()}, DType::F32, dp.device());
+  } else {
+    s.buffer = Tensor::zeros({at}, DType::F32, dp.device());
+    for (const GradBucket& bucket : s.buckets)
+      s.bucket_views.push_back(s.buffer.narrow(0, bucket.offset, bucket.numel));
+  }
   std::weak_ptr<State> weak = state_;
   for (size_t i = 0; i < s.parameters.size(); ++i) {
     const Tensor& p = s.parameters[i];
-    p.set_grad(s.buffer.narrow(0, s.ranges[i].offset, s.ranges[i].numel).view(p.shape()));
+    p.set_grad(sharded ? Tensor() : s.buffer.narrow(0, s.ranges[i].offset, s.ranges[i].numel).view(p.shape()));
     p.register_grad_ready_hook([weak, i](const Tensor&) {
       if (std::shared_ptr<State> state = weak.lock()) state->on_grad_ready(i);
     });
@@ -139,7 +207,12 @@ DistributedDataParallel::DistributedDataParallel(std::vector<Tensor> parameters,
 
 DistributedDataParallel::~DistributedDataParallel() = default;  // each WorkHandle waits when destroyed
 
-void DistributedDataParallel::set_grad_sync(bool enabled) { state_->sync_enabled = enabled; }
+void DistributedDataParallel::set_grad_sync(bool enabled) {
+  TS_CHECK(enabled || state_->options.grad_sync != GradSync::Sharded, state_->where(),
+           ": grad sync cannot be turned off with sharded gradients (ZeRO-2 keeps no full buffer to accumulate "
+           "into); call finish_grad_sync() after every micro-batch's backward instead");
+  state_->sync_enabled = enabled;
+}
 bool DistributedDataParallel::grad_sync_enabled() const { return state_->sync_enabled; }
 
 DistributedDataParallel::NoSyncScope::NoSyncScope(DistributedDataParallel& ddp)
@@ -151,7 +224,10 @@ DistributedDataParallel::NoSyncScope::~NoSyncScope() { ddp_.set_grad_sync(previo
 void DistributedDataParallel::finish_grad_sync() {
   State& s = *state_;
   while (s.next_to_start < s.buckets.size()) s.start_bucket(s.next_to_start++);
-  for (std::unique_ptr<WorkHandle>& work : s.work) work->wait();
+  for (size_t b = 0; b < s.buckets.size(); ++b) {
+    s.work[b]->wait();
+    s.land(b);
+  }
   s.reset_pass();
 }
 
@@ -160,7 +236,13 @@ void DistributedDataParallel::zero_grad() {
   TS_CHECK(!s.in_flight(), s.where(),
            ": zero_grad while gradient reductions are in flight; call finish_grad_sync() "
            "first");
-  s.buffer.zero_();
+  NoGradGuard no_grad;
+  if (s.options.grad_sync == GradSync::Sharded) {
+    s.shard_buffer.zero_();
+    for (const Tensor& p : s.parameters) p.set_grad(Tensor());  // a backward left unsynchronised
+  } else {
+    s.buffer.zero_();
+  }
   s.reset_pass();
 }
 
@@ -169,7 +251,18 @@ Communicator& DistributedDataParallel::communicator() const { return *state_->co
 const DdpOptions& DistributedDataParallel::options() const { return state_->options; }
 const Tensor& DistributedDataParallel::grad_buffer() const { return state_->buffer; }
 size_t DistributedDataParallel::grad_buffer_bytes() const {
-  return static_cast<size_t>(state_->buffer.numel()) * sizeof(float);
+  const Tensor& persistent = state_->options.grad_sync == GradSync::Sharded ? state_->shard_buffer : state_->buffer;
+  return static_cast<size_t>(persistent.numel()) * sizeof(float);
+}
+GradRange DistributedDataParallel::bucket_shard(size_t b) const {
+  TS_CHECK(b < state_->buckets.size(), "DistributedDataParallel::bucket_shard: bucket ", b, " of ",
+           state_->buckets.size());
+  return state_->shard_of(b);
+}
+Tensor DistributedDataParallel::bucket_grad_shard(size_t b) const {
+  TS_CHECK(b < state_->buckets.size(), "DistributedDataParallel::bucket_grad_shard: bucket ", b, " of ",
+           state_->buckets.size());
+  return state_->grad_shard(b);
 }
 const std::vector<GradBucket>& DistributedDataParallel::buckets() const { return state_->buckets; }
 const std::vector<GradRange>& DistributedDataParallel::grad_ranges() const { return state_->ranges; }

@@ -31,6 +31,24 @@
 // Reduction: Sum (for losses already divided by the global batch's token count, as the trainer
 // does) or Avg (divide by the group size, for per-rank mean losses).
 //
+// Sharding (ZeRO, see optim/distributed_optimizer.h): rank r of N owns elements
+// [offset + r * numel / N, offset + (r + 1) * numel / N) of every bucket (bucket_shard()).
+// - GradSync::AllReduce (stage 0): as above, every rank ends with the whole reduced buffer.
+// - GradSync::ReduceScatter (stage 1): the full f32 buffer is kept and accumulates locally as
+//   in stage 0, but each bucket is reduce-scattered; after finish_grad_sync only this rank's
+//   shard of each bucket holds the reduced gradient (the rest holds this rank's local sums).
+//   Each reduce-scatter writes into a transient bucket_numel / N buffer that is copied into
+//   place when it completes.
+// - GradSync::Sharded (stage 2, DeepSpeed's layout): no full buffer. Parameters hold no
+//   gradient between backward passes; autograd allocates one (in the parameter's dtype), and the
+//   grad-ready hook copies it into its bucket's transient f32 staging buffer (allocated when the
+//   bucket's first gradient arrives) and drops it. A full bucket is reduce-scattered; when that
+//   completes, the result is added into the persistent f32 shard buffer (total_numel / N) and
+//   the staging buffer is released. Every backward reduces (gradient accumulation sums into the
+//   shard, one reduce-scatter per micro-batch), so grad sync cannot be turned off: call
+//   finish_grad_sync() after every backward.
+// bucket_grad_shard(b) is this rank's reduced shard of bucket b in every mode.
+//
 // One DistributedDataParallel per parameter set at a time. Hooks cannot be removed, so they hold
 // only a weak reference: after the object is destroyed they do nothing (the parameters keep
 // their gradient views, and the buffer lives on through them).
@@ -45,9 +63,12 @@
 
 namespace tessera {
 
+enum class GradSync { AllReduce, ReduceScatter, Sharded };  // ZeRO stage 0, 1, 2 (see above)
+
 struct DdpOptions {
   double bucket_size_mb = 40.0;        // target bucket size in MiB of f32 gradients (> 0)
   ReduceOp reduction = ReduceOp::Sum;  // Sum or Avg
+  GradSync grad_sync = GradSync::AllReduce;
 };
 
 // One bucket: a contiguous range of the gradient buffer.
@@ -74,6 +95,7 @@ class DistributedDataParallel {
   DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
 
   // On by default. Off: backward passes accumulate into the buffer and launch nothing.
+  // Refused for GradSync::Sharded, which has no buffer to accumulate into.
   void set_grad_sync(bool enabled);
   bool grad_sync_enabled() const;
 
@@ -100,8 +122,13 @@ class DistributedDataParallel {
   const std::vector<Tensor>& parameters() const;
   Communicator& communicator() const;
   const DdpOptions& options() const;
-  const Tensor& grad_buffer() const;  // 1-D f32
+  const Tensor& grad_buffer() const;  // 1-D f32; undefined for GradSync::Sharded
+  // Persistent gradient bytes: the full buffer, or the shard buffer for GradSync::Sharded.
   size_t grad_buffer_bytes() const;
+  // This rank's range [offset, offset + numel) of bucket b, in buffer elements.
+  GradRange bucket_shard(size_t b) const;
+  // This rank's reduced gradient for bucket_shard(b) (1-D f32 view); valid after finish_grad_sync.
+  Tensor bucket_grad_shard(size_t b) const;
   const std::vector<GradBucket>& buckets() const;
   const std::vector<GradRange>& grad_ranges() const;  // aligned with parameters()
 

@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <exception>
 #include <initializer_list>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace tessera {
 
@@ -46,11 +48,12 @@ int register_group(Communicator& comm, FlightRecorder& recorder) {
   return recorder.add_group(comm.name(), std::vector<int>(ranks.begin(), ranks.end()), comm.rank());
 }
 
-// Wraps the inner backend's handle; its completion is recorded the first time it is observed.
+// Wraps the inner backend's handle; its completion is recorded the first time it is observed,
+// for every entry it stands for (one, or a batch's operations).
 class MonitoredWork final : public WorkHandle {
  public:
-  MonitoredWork(std::unique_ptr<WorkHandle> inner, std::shared_ptr<FlightRecorder> recorder, uint64_t id)
-      : inner_(std::move(inner)), recorder_(std::move(recorder)), id_(id) {}
+  MonitoredWork(std::unique_ptr<WorkHandle> inner, std::shared_ptr<FlightRecorder> recorder, std::vector<uint64_t> ids)
+      : inner_(std::move(inner)), recorder_(std::move(recorder)), ids_(std::move(ids)) {}
   ~MonitoredWork() override {
     if (finished_) return;
     try {
@@ -83,14 +86,14 @@ class MonitoredWork final : public WorkHandle {
   }
 
  private:
-  void finish(OpState state, std::string error = {}) {
+  void finish(OpState state, const std::string& error = {}) {
     finished_ = true;
-    recorder_->set_state(id_, state, std::move(error));
+    for (uint64_t id : ids_) recorder_->set_state(id, state, error);
   }
 
   std::unique_ptr<WorkHandle> inner_;
   std::shared_ptr<FlightRecorder> recorder_;
-  uint64_t id_;
+  std::vector<uint64_t> ids_;
   bool finished_ = false;
 };
 
@@ -127,7 +130,7 @@ std::unique_ptr<WorkHandle> MonitoredCommunicator::run_async(OpRecord record, Ca
     throw;
   }
   recorder_->set_state(id, OpState::Scheduled);
-  return std::make_unique<MonitoredWork>(std::move(inner), recorder_, id);
+  return std::make_unique<MonitoredWork>(std::move(inner), recorder_, std::vector<uint64_t>{id});
 }
 
 std::unique_ptr<Communicator> MonitoredCommunicator::split(int color, int key, std::string name) const {
@@ -183,6 +186,23 @@ std::unique_ptr<WorkHandle> MonitoredCommunicator::all_gather_async(const Tensor
 std::unique_ptr<WorkHandle> MonitoredCommunicator::reduce_scatter_async(const Tensor& in, Tensor& out, ReduceOp op) {
   return run_async(describe_reduction("reduce_scatter", {&in, &out}, op),
                    [&] { return inner_->reduce_scatter_async(in, out, op); });
+}
+
+std::unique_ptr<WorkHandle> MonitoredCommunicator::batch_send_recv(std::vector<P2pOp> ops) {
+  std::vector<uint64_t> ids;
+  for (const P2pOp& op : ops) {
+    ids.push_back(
+        recorder_->start(group_, describe_p2p(std::string(p2p_kind_name(op.kind)), op.tensor, op.peer, op.tag)));
+  }
+  std::unique_ptr<WorkHandle> inner;
+  try {
+    inner = inner_->batch_send_recv(std::move(ops));
+  } catch (const std::exception& error) {
+    for (uint64_t id : ids) recorder_->set_state(id, OpState::Failed, error.what());
+    throw;
+  }
+  for (uint64_t id : ids) recorder_->set_state(id, OpState::Scheduled);
+  return std::make_unique<MonitoredWork>(std::move(inner), recorder_, std::move(ids));
 }
 
 }  // namespace tessera

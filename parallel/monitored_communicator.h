@@ -17,6 +17,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "parallel/communicator.h"
 #include "parallel/flight_recorder.h"
@@ -50,6 +51,9 @@ class MonitoredCommunicator final : public Communicator {
   std::unique_ptr<WorkHandle> all_reduce_async(Tensor& tensor, ReduceOp op) override;
   std::unique_ptr<WorkHandle> all_gather_async(const Tensor& in, Tensor& out) override;
   std::unique_ptr<WorkHandle> reduce_scatter_async(const Tensor& in, Tensor& out, ReduceOp op) override;
+  // One "send"/"recv" entry per operation, in batch order, each numbered per peer like a single
+  // send/recv; all Scheduled together and Completed when the batch's handle is seen done.
+  std::unique_ptr<WorkHandle> batch_send_recv(std::vector<P2pOp> ops) override;
 
  private:
   // Runs `call` between start and Completed/Failed records.

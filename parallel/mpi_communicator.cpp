@@ -15,19 +15,24 @@ namespace tessera {
 
 namespace {
 
-// A started MPI request plus the work that makes the output final (divide for Avg, round a
-// widened f32 buffer back to bf16/f16). Holds every buffer MPI reads or writes until the
-// request is done. A handle destroyed unfinished waits and finishes in its destructor, logging
-// (never throwing) on failure.
+// Started MPI requests plus the work that makes the output final (divide for Avg, round a
+// widened f32 buffer back to bf16/f16, check received sizes), which sees the requests' statuses.
+// Holds every buffer MPI reads or writes until the requests are done. A handle destroyed
+// unfinished waits and finishes in its destructor, logging (never throwing) on failure.
 class MpiWork final : public WorkHandle {
  public:
-  MpiWork(MPI_Request request, std::vector<Tensor> buffers, std::function<void()> finish = {})
-      : request_(request), buffers_(std::move(buffers)), finish_(std::move(finish)) {}
+  using Finish = std::function<void(const std::vector<MPI_Status>&)>;
+
+  MpiWork(std::vector<MPI_Request> requests, std::vector<Tensor> buffers, Finish finish = {})
+      : requests_(std::move(requests)),
+        statuses_(requests_.size()),
+        buffers_(std::move(buffers)),
+        finish_(std::move(finish)) {}
   ~MpiWork() override {
     if (done_) return;
-    int code = MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    int code = MPI_Waitall(count(), requests_.data(), statuses_.data());
     if (code != MPI_SUCCESS) {
-      std::fprintf(stderr, "MpiWork: MPI_Wait in destructor failed: %s\n", describe_mpi_error(code).c_str());
+      std::fprintf(stderr, "MpiWork: MPI_Waitall in destructor failed: %s\n", describe_mpi_error(code).c_str());
       return;
     }
     try {
@@ -38,27 +43,29 @@ class MpiWork final : public WorkHandle {
   }
   void wait() override {
     if (done_) return;
-    TS_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+    TS_MPI_CHECK(MPI_Waitall(count(), requests_.data(), statuses_.data()));
     complete();
   }
   bool is_completed() override {
     if (done_) return true;
     int flag = 0;
-    TS_MPI_CHECK(MPI_Test(&request_, &flag, MPI_STATUS_IGNORE));
+    TS_MPI_CHECK(MPI_Testall(count(), requests_.data(), &flag, statuses_.data()));
     if (flag) complete();
     return done_;
   }
 
  private:
+  int count() const { return static_cast<int>(requests_.size()); }
   void complete() {
     done_ = true;
-    if (finish_) finish_();
+    if (finish_) finish_(statuses_);
     buffers_.clear();
   }
 
-  MPI_Request request_;
+  std::vector<MPI_Request> requests_;
+  std::vector<MPI_Status> statuses_;
   std::vector<Tensor> buffers_;
-  std::function<void()> finish_;
+  Finish finish_;
   bool done_ = false;
 };
 
@@ -101,8 +108,8 @@ MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::Max ? MPI_MAX : MPI_SUM; }
 
 // Runs after the reduction into `reduced`: Avg divides, and a widened buffer is rounded back
 // into `out`.
-std::function<void()> finish_reduction(Tensor reduced, Tensor out, ReduceOp op, int size) {
-  return [reduced, out, op, size]() mutable {
+MpiWork::Finish finish_reduction(Tensor reduced, Tensor out, ReduceOp op, int size) {
+  return [reduced, out, op, size](const std::vector<MPI_Status>&) mutable {
     if (op == ReduceOp::Avg) reduced.mul_(1.0 / size);
     if (!reduced.is_same(out)) out.copy_(reduced);
   };
@@ -146,7 +153,7 @@ std::unique_ptr<WorkHandle> MpiCommunicator::all_reduce_async(Tensor& tensor, Re
   MPI_Request request = MPI_REQUEST_NULL;
   TS_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, reduced.data_ptr(), mpi_count(*this, "all_reduce", reduced.numel()),
                               mpi_datatype(dtype), mpi_op(op), comm_, &request));
-  return std::make_unique<MpiWork>(request, std::vector<Tensor>{reduced, tensor},
+  return std::make_unique<MpiWork>(std::vector<MPI_Request>{request}, std::vector<Tensor>{reduced, tensor},
                                    finish_reduction(reduced, tensor, op, size_));
 }
 
@@ -155,7 +162,7 @@ std::unique_ptr<WorkHandle> MpiCommunicator::all_gather_async(const Tensor& in, 
   int bytes = mpi_count(*this, "all_gather", in.numel() * static_cast<int64_t>(dtype_size(in.dtype())));
   MPI_Request request = MPI_REQUEST_NULL;
   TS_MPI_CHECK(MPI_Iallgather(in.data_ptr(), bytes, MPI_BYTE, out.data_ptr(), bytes, MPI_BYTE, comm_, &request));
-  return std::make_unique<MpiWork>(request, std::vector<Tensor>{in, out});
+  return std::make_unique<MpiWork>(std::vector<MPI_Request>{request}, std::vector<Tensor>{in, out});
 }
 
 std::unique_ptr<WorkHandle> MpiCommunicator::reduce_scatter_async(const Tensor& in, Tensor& out, ReduceOp op) {
@@ -167,7 +174,7 @@ std::unique_ptr<WorkHandle> MpiCommunicator::reduce_scatter_async(const Tensor& 
   TS_MPI_CHECK(MPI_Ireduce_scatter_block(send.data_ptr(), reduced.data_ptr(),
                                          mpi_count(*this, "reduce_scatter", reduced.numel()), mpi_datatype(dtype),
                                          mpi_op(op), comm_, &request));
-  return std::make_unique<MpiWork>(request, std::vector<Tensor>{send, reduced, out},
+  return std::make_unique<MpiWork>(std::vector<MPI_Request>{request}, std::vector<Tensor>{send, reduced, out},
                                    finish_reduction(reduced, out, op, size_));
 }
 
@@ -212,5 +219,43 @@ void MpiCommunicator::all_to_all(const Tensor& in, Tensor& out) {
 }
 
 void MpiCommunicator::barrier() { TS_MPI_CHECK(MPI_Barrier(comm_)); }
+
+std::unique_ptr<WorkHandle> MpiCommunicator::batch_send_recv(std::vector<P2pOp> ops) {
+  check_p2p_ops(*this, "batch_send_recv", ops);
+  struct Expected {  // what a receive must get, checked once it is done
+    size_t index;
+    int bytes, peer, tag;
+  };
+  std::vector<MPI_Request> requests(ops.size(), MPI_REQUEST_NULL);
+  std::vector<Tensor> buffers;
+  std::vector<Expected> receives;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const P2pOp& op = ops[i];
+    const bool sending = op.kind == P2pOp::Kind::Send;
+    int bytes =
+        mpi_count(*this, "batch_send_recv", op.tensor.numel() * static_cast<int64_t>(dtype_size(op.tensor.dtype())));
+    int code = sending ? MPI_Isend(op.tensor.data_ptr(), bytes, MPI_BYTE, op.peer, op.tag, comm_, &requests[i])
+                       : MPI_Irecv(op.tensor.data_ptr(), bytes, MPI_BYTE, op.peer, op.tag, comm_, &requests[i]);
+    if (code != MPI_SUCCESS) {
+      // Finish what was posted (its buffers are alive in `ops`) before reporting the failure.
+      MPI_Waitall(static_cast<int>(i), requests.data(), MPI_STATUSES_IGNORE);
+      TS_CHECK(false, where(*this, "batch_send_recv"), ": ", sending ? "MPI_Isend" : "MPI_Irecv", " of ",
+               p2p_kind_name(op.kind), " ", i, " (peer ", op.peer, ", tag ", op.tag,
+               ") failed: ", describe_mpi_error(code));
+    }
+    buffers.push_back(op.tensor);
+    if (!sending) receives.push_back({i, bytes, op.peer, op.tag});
+  }
+  auto check_sizes = [receives, where_text = where(*this, "batch_send_recv")](const std::vector<MPI_Status>& statuses) {
+    for (const Expected& expected : receives) {
+      int received = 0;
+      TS_MPI_CHECK(MPI_Get_count(&statuses[expected.index], MPI_BYTE, &received));
+      TS_CHECK(received == expected.bytes, where_text, ": recv ", expected.index, " expected ", expected.bytes,
+               " bytes from rank ", expected.peer, " (tag ", expected.tag, "), received ", received,
+               "; sender and receiver shapes differ");
+    }
+  };
+  return std::make_unique<MpiWork>(std::move(requests), std::move(buffers), std::move(check_sizes));
+}
 
 }  // namespace tessera

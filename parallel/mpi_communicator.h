@@ -2,7 +2,7 @@
 // communicator (a duplicate of the parent, or a split of it) and frees it at destruction, so
 // its messages never mix with another group's. Reductions: f32, f64, i32, i64 natively;
 // bf16/f16 are widened to f32, reduced, and rounded back once; Avg = Sum then divide by
-// size() (floating dtypes only). Data movement (gather, broadcast, send/recv, all_to_all)
+// size() (floating dtypes only). Data movement (gather, broadcast, send/recv, batches, all_to_all)
 // copies raw bytes, so every dtype works. Errors return from MPI (MPI_ERRORS_RETURN) and are
 // thrown by TS_MPI_CHECK with the call and the rank.
 #pragma once
@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "parallel/communicator.h"
 
@@ -44,6 +45,9 @@ class MpiCommunicator final : public Communicator {
   std::unique_ptr<WorkHandle> all_reduce_async(Tensor& tensor, ReduceOp op) override;
   std::unique_ptr<WorkHandle> all_gather_async(const Tensor& in, Tensor& out) override;
   std::unique_ptr<WorkHandle> reduce_scatter_async(const Tensor& in, Tensor& out, ReduceOp op) override;
+  // MPI_Isend/MPI_Irecv per operation, MPI_Waitall/MPI_Testall on the handle; a receive that
+  // gets fewer bytes than its tensor holds throws at wait() (sender and receiver shapes differ).
+  std::unique_ptr<WorkHandle> batch_send_recv(std::vector<P2pOp> ops) override;
 
  private:
   struct Adopt {};

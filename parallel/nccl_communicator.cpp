@@ -478,6 +478,27 @@ void NcclCommunicator::all_to_all(const Tensor& in, Tensor& out) {
       ->wait();
 }
 
+std::unique_ptr<WorkHandle> NcclCommunicator::batch_send_recv(std::vector<P2pOp> ops) {
+  check_p2p_ops(*this, "batch_send_recv", ops);
+  std::vector<Tensor> buffers;
+  for (const P2pOp& op : ops) buffers.push_back(op.tensor);
+  // One group: NCCL posts every send and receive before any of them waits for its peer.
+  auto grouped = [&](ncclComm_t comm, cudaStream_t stream) {
+    ncclResult_t result = ncclGroupStart();
+    if (result != ncclSuccess) return result;
+    for (size_t i = 0; i < ops.size() && result == ncclSuccess; ++i) {
+      const P2pOp& op = ops[i];
+      size_t bytes = byte_count(op.tensor);
+      result = op.kind == P2pOp::Kind::Send ? ncclSend(op.tensor.data_ptr(), bytes, ncclUint8, op.peer, comm, stream)
+                                            : ncclRecv(op.tensor.data_ptr(), bytes, ncclUint8, op.peer, comm, stream);
+    }
+    ncclResult_t end = ncclGroupEnd();  // always closes the group, also after a failed call
+    return result != ncclSuccess ? result : end;
+  };
+  return start(state_, "batch_send_recv", std::move(buffers),
+               NcclCall{"ncclGroupStart; ncclSend/ncclRecv per operation; ncclGroupEnd", __FILE__, __LINE__}, grouped);
+}
+
 void NcclCommunicator::barrier() {
   State& state = *state_;
   state.check_not_aborted("barrier");

@@ -45,6 +45,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "parallel/communicator.h"
 
@@ -79,6 +80,9 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<WorkHandle> all_reduce_async(Tensor& tensor, ReduceOp op) override;
   std::unique_ptr<WorkHandle> all_gather_async(const Tensor& in, Tensor& out) override;
   std::unique_ptr<WorkHandle> reduce_scatter_async(const Tensor& in, Tensor& out, ReduceOp op) override;
+  // One NCCL group of ncclSend/ncclRecv in `ops` order (oneself included). Tags are ignored:
+  // operations between two ranks match in the order they are posted (see P2pOp).
+  std::unique_ptr<WorkHandle> batch_send_recv(std::vector<P2pOp> ops) override;
 
   // ncclCommAbort; safe from any thread, idempotent, never throws (see the header comment).
   void abort();

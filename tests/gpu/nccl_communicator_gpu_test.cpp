@@ -57,6 +57,15 @@ TEST_F(NcclCommunicatorGpuTest, BroadcastCopiesTheRootsTensor) {
 
 TEST_F(NcclCommunicatorGpuTest, SendRecvAroundARing) { suite::send_recv_around_a_ring(*world_, kGpu); }
 
+// One rank: both neighbours are this rank, and NCCL's group takes the sends to oneself.
+TEST_F(NcclCommunicatorGpuTest, BatchSendRecvExchangesWithBothNeighbours) {
+  suite::batch_send_recv_exchanges_with_both_neighbours(*world_, kGpu);
+}
+
+TEST_F(NcclCommunicatorGpuTest, BatchSendRecvKeepsPostingOrder) {
+  suite::batch_send_recv_keeps_posting_order(*world_, kGpu);
+}
+
 TEST_F(NcclCommunicatorGpuTest, AllToAllTransposesBlocks) { suite::all_to_all_transposes_blocks(*world_, kGpu); }
 
 TEST_F(NcclCommunicatorGpuTest, AsyncHandlesCompleteWithTheSameResults) {
@@ -188,6 +197,7 @@ class OneRankCpuCommunicator final : public Communicator {
   std::unique_ptr<WorkHandle> reduce_scatter_async(const Tensor&, Tensor&, ReduceOp) override {
     unused("reduce_scatter_async");
   }
+  std::unique_ptr<WorkHandle> batch_send_recv(std::vector<P2pOp>) override { unused("batch_send_recv"); }
 
   int broadcasts = 0;
   int all_reduces = 0;

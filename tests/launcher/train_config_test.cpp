@@ -92,6 +92,13 @@ TEST_F(TrainConfigTest, DataParallelSizeIsWhatTheWorldLeaves) {
   EXPECT_EQ(c.grad_accumulation_steps(), 2);  // 8 samples = 1 x 2 micro-batches x 4 ranks
   EXPECT_EQ(c.tokens_per_step(), 8 * 32);     // the global batch, whatever the layout
   EXPECT_EQ(c.ddp_bucket_size_mb, 40.0);
+  EXPECT_EQ(c.zero_stage, 0);
+  for (int stage : {1, 2}) {
+    TrainConfig zero = train_config_from_recipe(
+        Recipe::parse(recipe(), "r.yaml", {"train.micro_batch_size=1", "parallel.zero_stage=" + std::to_string(stage)}),
+        launch_of(4));
+    EXPECT_EQ(zero.zero_stage, stage);
+  }
   EXPECT_EQ(train_config_from_recipe(Recipe::parse(recipe(), "r.yaml")).layout.dp, 1);
 }
 
@@ -123,8 +130,15 @@ TEST_F(TrainConfigTest, WhatThisBuildCannotRunYetIsRefusedWithWhatBringsIt) {
   EXPECT_THAT(error_of(recipe(), {"parallel.pipeline_model_parallel_size=2"}, 2),
               AllOf(HasSubstr("parallel.pipeline_model_parallel_size = 2"), HasSubstr("pipeline schedules")));
   EXPECT_THAT(error_of(recipe(), {"parallel.context_parallel_size=2"}, 2), HasSubstr("context parallelism arrives"));
-  EXPECT_THAT(error_of(recipe(), {"parallel.zero_stage=1"}, 2),
-              AllOf(HasSubstr("parallel.zero_stage = 1"), HasSubstr("ZeRO arrives")));
+  EXPECT_THAT(error_of(recipe(), {"parallel.zero_stage=3"}, 2),
+              AllOf(HasSubstr("parallel.zero_stage = 3"), HasSubstr("arrives with FSDP")));
+  EXPECT_THAT(
+      error_of(recipe(),
+               {"parallel.zero_stage=2", "parallel.tensor_model_parallel_size=2", "parallel.sequence_parallel=true"},
+               2),
+      AllOf(HasSubstr("parallel.zero_stage = 2 with parallel.sequence_parallel"), HasSubstr("zero_stage 1")));
+  EXPECT_THAT(error_of(recipe(), {"parallel.zero_stage=1", "train.precision=fp16"}, 2),
+              AllOf(HasSubstr("fp16 with parallel.zero_stage = 1"), HasSubstr("use bf16")));
   EXPECT_THAT(error_of(recipe(), {"parallel.ddp_bucket_size_mb=0"}),
               HasSubstr("parallel.ddp_bucket_size_mb must be > 0"));
   EXPECT_THAT(error_of(recipe(), {"parallel.tensor_model_parallel_size=2", "train.precision=fp16"}, 2),

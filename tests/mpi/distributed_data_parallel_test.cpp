@@ -60,6 +60,9 @@ class CountingCommunicator final : public Communicator {
   std::unique_ptr<WorkHandle> reduce_scatter_async(const Tensor& in, Tensor& out, ReduceOp op) override {
     return inner_.reduce_scatter_async(in, out, op);
   }
+  std::unique_ptr<WorkHandle> batch_send_recv(std::vector<P2pOp> ops) override {
+    return inner_.batch_send_recv(std::move(ops));
+  }
 
   int all_reduces() const { return all_reduces_; }
 

@@ -53,6 +53,9 @@ class CorruptingCommunicator final : public Communicator {
   std::unique_ptr<WorkHandle> reduce_scatter_async(const Tensor& in, Tensor& out, ReduceOp op) override {
     return inner_.reduce_scatter_async(in, out, op);
   }
+  std::unique_ptr<WorkHandle> batch_send_recv(std::vector<P2pOp> ops) override {
+    return inner_.batch_send_recv(std::move(ops));
+  }
 
  private:
   MpiCommunicator inner_{MPI_COMM_WORLD, "corrupt"};

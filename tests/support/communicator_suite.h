@@ -6,7 +6,8 @@
 //
 // Rank r contributes value(dtype, r, i) at element i; every expected result is computed here
 // from that formula, never through a communicator. Odd sizes (1, 7, 1001) and every dtype;
-// async handles (polled, waited twice, dropped); point-to-point ring; all_to_all; split; and
+// async handles (polled, waited twice, dropped); point-to-point ring, blocking and batched (both
+// directions at once, several messages per peer in order); all_to_all; split; and
 // argument errors (thrown on every rank before any communication). Results are read back with
 // to_vector(), which on a GPU reads through the compute stream: the suite also checks that a
 // backend orders its results before later work there.
@@ -131,6 +132,66 @@ inline void send_recv_around_a_ring(Communicator& comm, Device device) {
   }
 }
 
+// Every rank sends to both neighbours and receives from both in one batch (Megatron's
+// send_forward_backward_recv_forward_backward): with blocking calls every rank would sit in its
+// first send. The large size is past MPI's eager limit, so a send really waits for its receive.
+// With 1 or 2 ranks both neighbours are the same rank; the "backward" message is posted second
+// on both sides, so even tagless matching (NCCL) pairs them right.
+inline void batch_send_recv_exchanges_with_both_neighbours(Communicator& comm, Device device) {
+  const int size = comm.size(), rank = comm.rank();
+  const int next = (rank + 1) % size, previous = (rank + size - 1) % size;
+  for (DType dtype : {DType::F32, DType::BF16, DType::I64}) {
+    for (int64_t n : {int64_t(1), int64_t(7), int64_t(1001), int64_t(100003)}) {
+      Tensor forward = make_values(dtype, rank, n, device);
+      Tensor backward = make_values(dtype, rank + size, n, device);  // told apart from `forward`
+      Tensor from_previous = Tensor::zeros({n}, dtype, device), from_next = Tensor::zeros({n}, dtype, device);
+      auto work = comm.batch_send_recv({P2pOp::send(forward, next, 1), P2pOp::send(backward, previous, 2),
+                                        P2pOp::recv(from_previous, previous, 1), P2pOp::recv(from_next, next, 2)});
+      work->wait();
+      work->wait();  // waiting twice is harmless
+      EXPECT_TRUE(work->is_completed());
+      std::vector<double> got_previous = from_previous.to_vector<double>(), got_next = from_next.to_vector<double>();
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_EQ(got_previous[i], value(dtype, previous, i)) << label(dtype, n) << " from rank " << previous;
+        ASSERT_EQ(got_next[i], value(dtype, next + size, i)) << label(dtype, n) << " from rank " << next;
+      }
+    }
+  }
+}
+
+// Several messages to one peer in one batch, and over consecutive batches, arrive in the order
+// they were posted; a polled handle and a dropped one finish their receives too.
+inline void batch_send_recv_keeps_posting_order(Communicator& comm, Device device) {
+  const int size = comm.size(), rank = comm.rank();
+  const int next = (rank + 1) % size, previous = (rank + size - 1) % size;
+  constexpr int kMessages = 3;
+  constexpr int64_t n = 5;
+  std::vector<Tensor> received;
+  for (int batch = 0; batch < 2; ++batch) {
+    std::vector<P2pOp> ops;
+    for (int k = 0; k < kMessages; ++k) {
+      ops.push_back(P2pOp::send(Tensor::full({n}, rank * 100 + batch * 10 + k, DType::F64, device), next));
+      received.push_back(Tensor::zeros({n}, DType::F64, device));
+      ops.push_back(P2pOp::recv(received.back(), previous));
+    }
+    auto work = comm.batch_send_recv(std::move(ops));
+    if (batch == 0) {
+      while (!work->is_completed()) {
+      }
+    } else {
+      work.reset();
+    }
+  }
+  for (int batch = 0; batch < 2; ++batch) {
+    for (int k = 0; k < kMessages; ++k) {
+      EXPECT_EQ(received[batch * kMessages + k].to_vector<double>(),
+                std::vector<double>(n, previous * 100 + batch * 10 + k))
+          << "batch " << batch << " message " << k;
+    }
+  }
+  comm.batch_send_recv({})->wait();  // nothing to do: done at once
+}
+
 inline void all_to_all_transposes_blocks(Communicator& comm, Device device) {
   const int size = comm.size(), rank = comm.rank();
   for (int64_t n : kSizes) {
@@ -246,6 +307,13 @@ inline void bad_arguments_name_the_op_group_and_rank(Communicator& comm, Device 
 
   std::string peer = error_message([&] { comm.send(in, size, 0); });
   EXPECT_NE(peer.find("outside the group"), std::string::npos) << peer;
+
+  std::string batch_peer = error_message([&] { comm.batch_send_recv({P2pOp::recv(in, 0), P2pOp::send(in, -1)}); });
+  EXPECT_NE(batch_peer.find("batch_send_recv " + group_text + " (" + rank_text + "): send 1 names peer rank -1"),
+            std::string::npos)
+      << batch_peer;
+  std::string batch_tensor = error_message([&] { comm.batch_send_recv({P2pOp::send(strided, 0)}); });
+  EXPECT_NE(batch_tensor.find("send 0 tensor of shape"), std::string::npos) << batch_tensor;
 
   std::string color = error_message([&] { comm.split(-1, 0, "nobody"); });
   EXPECT_NE(color.find("color must be >= 0"), std::string::npos) << color;

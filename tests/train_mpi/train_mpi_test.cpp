@@ -9,6 +9,10 @@
 //     resumed from their checkpoint match as well; with tp = 2, sequence parallelism and dropout,
 //     the resumed jobs equal the uninterrupted tp run bit for bit (each tp rank's own dropout
 //     stream is checkpointed).
+//   - ZeRO-1 and ZeRO-2 (parallel.zero_stage) on dp = 4, with buckets small enough that parameters
+//     straddle the ranks' shards: the same 1e-5 match of the one-process run, and every dp rank
+//     saves its own shard (dp{d}-of-4/). ZeRO-2 jobs of 3 steps resume bit for bit equal to the
+//     uninterrupted ZeRO-2 run; resuming those shards on 2 ranks is refused in one line.
 //   - Bad layouts (tp that does not divide the heads; a world that is not a multiple of tp):
 //     non-zero exit, exactly one error line naming the recipe key, nothing in the run directory.
 #include <gmock/gmock.h>
@@ -258,6 +262,45 @@ TEST_F(TrainMpi, TensorParallelJobsWithDropoutResumeBitForBit) {
   EXPECT_NE(uninterrupted.steps.at(kSteps).at("loss").get<double>(),
             one_rank_->steps.at(kSteps).at("loss").get<double>())
       << "dropout must change the losses, or this test checks nothing about the dropout stream";
+}
+
+TEST_F(TrainMpi, ZeroStages1And2MatchOneProcessAndSaveOneShardPerRank) {
+  for (int stage : {1, 2}) {
+    SCOPED_TRACE("zero_stage " + std::to_string(stage));
+    std::string name = "zero" + std::to_string(stage), checkpoints = folder_->file(name + "_checkpoints");
+    Metrics zero = run_ranks(4, name,
+                             {"parallel.zero_stage=" + std::to_string(stage), "parallel.ddp_bucket_size_mb=0.02",
+                              "checkpoint.save=" + checkpoints, "checkpoint.save_interval=100"});
+    expect_matches_one_rank(zero);
+    for (const char* shard : {"dp0-of-4", "dp1-of-4", "dp2-of-4", "dp3-of-4"})
+      EXPECT_TRUE(fs::exists(fs::path(checkpoints) / shard / "iter_0000006.h5")) << shard;
+  }
+}
+
+TEST_F(TrainMpi, ZeroJobsResumeBitForBitAndRefuseAnotherDataParallelSize) {
+  std::vector<std::string> zero = {"parallel.zero_stage=2", "parallel.ddp_bucket_size_mb=0.02"};
+  Metrics uninterrupted = run_ranks(4, "zero_whole", zero);
+  std::vector<std::string> job = zero;
+  for (const char* o : {"train.resume=auto", "train.exit_interval=3"}) job.push_back(o);
+  job.push_back("checkpoint.save=" + folder_->file("zero_jobs_checkpoints"));
+  run_ranks(4, "zero_jobs", job, 1, 3, "_first");
+  Metrics resumed = run_ranks(4, "zero_jobs", job, 4, 6, "_second");
+  ASSERT_EQ(resumed.steps.size(), size_t(kSteps));
+  for (const auto& [step, expected] : uninterrupted.steps) {
+    EXPECT_EQ(resumed.steps.at(step).at("loss").get<double>(), expected.at("loss").get<double>()) << "step " << step;
+    EXPECT_EQ(resumed.steps.at(step).at("grad_norm").get<double>(), expected.at("grad_norm").get<double>())
+        << "step " << step;
+  }
+  job.push_back("logging.run_dir=" + folder_->file("zero_dp2"));
+  Outcome two = run(mpirun(2) + train_command(recipe(), job), *folder_, "zero_dp2");
+  // Every rank finds the mismatch in its own check (before any step), and says the same line.
+  EXPECT_NE(two.status, 0);
+  EXPECT_GE(count(two.err, "tessera: error"), 1) << two.err;
+  for (size_t at = two.err.find("tessera: error"); at != std::string::npos; at = two.err.find("tessera: error", at + 1))
+    EXPECT_THAT(two.err.substr(at, two.err.find('\n', at) - at),
+                HasSubstr("holds ZeRO optimizer shards of a run with data-parallel size 4 ("));
+  EXPECT_THAT(two.err, HasSubstr("but this run has 2; launch 4 data-parallel ranks to resume"));
+  EXPECT_EQ(count(two.out, "step     1/"), 0) << two.out;
 }
 
 class BadLayout : public ::testing::Test {
