@@ -20,10 +20,10 @@ for pattern in $patterns; do
     -name "$pattern" -exec cp {} "$stage/bin/" \;
 done
 strip "$stage"/bin/* 2>/dev/null || true
-# Shared libraries outside glibc, the C++ runtime and CUDA (the GPU image brings those), and
-# NCCL, whose 200 MB would not fit the carry limit (the image has it in its Python package
-# nvidia-nccl; scripts/gpu_run.sh puts that on the library path).
-brought='/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|/libcu|/libnv|/libcudnn|/libnccl'
+# Shared libraries outside glibc, the C++ runtime, CUDA and NCCL (the GPU image brings those:
+# NCCL in /usr/lib/x86_64-linux-gnu; its 200 MB would not fit the carry limit). CUPTI, for
+# TESSERA_CUDA_PROFILE, travels along: an image may lack it.
+brought='/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|/libcu[^p]|/libnv|/libcudnn|/libnccl'
 ldd "$stage"/bin/* | awk '/=> \//{print $3}' | sort -u | grep -v -E "$brought" |
   while read -r lib; do cp -L "$lib" "$stage/lib/"; done
 tar -C "$stage" -cJf ".gpu/$name.tar.xz" bin lib

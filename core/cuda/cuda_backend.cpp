@@ -5,6 +5,7 @@
 
 #include "core/cuda/cublaslt_gemm.h"
 #include "core/cuda/cudnn_attention.h"
+#include "core/cuda/kernel_profiler.h"
 #include "core/cuda/runtime.h"
 
 namespace tessera {
@@ -44,7 +45,10 @@ CudaBackend& cuda_backend(int index) {
            count == 0 ? " (no GPU or driver on this machine; run on device cpu)" : "");
   if (backends->size() < static_cast<size_t>(count)) backends->resize(static_cast<size_t>(count), nullptr);
   CudaBackend*& slot = (*backends)[static_cast<size_t>(index)];
-  if (!slot) slot = new CudaBackend(index);
+  if (!slot) {
+    start_kernel_profiler_from_environment();  // before the first GPU work
+    slot = new CudaBackend(index);
+  }
   return *slot;
 }
 

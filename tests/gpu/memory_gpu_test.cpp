@@ -54,6 +54,36 @@ TEST(GpuMemory, StridedViewsCopyLikeTheCpu) {
   EXPECT_EQ(target.to_vector<float>(), target_cpu.to_vector<float>());
 }
 
+// Views whose last dim is contiguous on both sides take the row-vector copy: the q/k/v slices of
+// a fused projection (read), cat into slices (write), at every vector width (16-byte rows, rows
+// of 6 or 5 elements) and with a view that starts one element into its buffer (misaligned).
+TEST(GpuMemory, RowContiguousViewsCopyLikeTheCpuAtEveryVectorWidth) {
+  TS_REQUIRE_GPU();
+  Generator g(6);
+  for (DType dtype : {DType::BF16, DType::F32, DType::F64, DType::I64}) {
+    for (int64_t row : {64, 6, 5}) {
+      Tensor host = scale(randn({2, 3, 4, row}, g, DType::F64), 100.0).to(dtype);
+      Tensor gpu = host.to(kGpu);
+      for (auto [start, length] : {std::pair<int64_t, int64_t>{0, 2}, {2, 1}, {3, 1}}) {
+        EXPECT_EQ(gpu.narrow(2, start, length).contiguous().to_vector<double>(),
+                  host.narrow(2, start, length).contiguous().to_vector<double>())
+            << dtype << " row " << row << " slice " << start;
+      }
+      std::vector<Tensor> parts_gpu = {gpu.narrow(2, 0, 3), gpu.narrow(2, 3, 1)};
+      std::vector<Tensor> parts_cpu = {host.narrow(2, 0, 3), host.narrow(2, 3, 1)};
+      EXPECT_EQ(cat({parts_gpu[1], parts_gpu[0]}, 2).to_vector<double>(),
+                cat({parts_cpu[1], parts_cpu[0]}, 2).to_vector<double>())
+          << dtype << " row " << row << " cat";
+      Tensor shifted_host = scale(randn({2 * 3 * 4 * row + 1}, g, DType::F64), 100.0).to(dtype);
+      Tensor shifted = shifted_host.to(kGpu).narrow(0, 1, 2 * 3 * 4 * row).view({2, 3, 4, row});
+      Tensor shifted_cpu = shifted_host.narrow(0, 1, 2 * 3 * 4 * row).view({2, 3, 4, row});
+      EXPECT_EQ(shifted.narrow(2, 1, 2).contiguous().to_vector<double>(),
+                shifted_cpu.narrow(2, 1, 2).contiguous().to_vector<double>())
+          << dtype << " row " << row << " misaligned";
+    }
+  }
+}
+
 TEST(GpuMemory, FillWritesEveryElementOfAStridedView) {
   TS_REQUIRE_GPU();
   Tensor t = testing::poisoned({5, 7}, DType::BF16, kGpu);
