@@ -12,8 +12,7 @@
 //       one micro-batch per step, the way launcher/trainer.cpp does (f32 main grads, token-mean
 //       loss, global-norm clipping, AdamW with f32 master weights, Megatron's LR schedule), and
 //       writes step,loss,lr,grad_norm,seconds per step.
-// Safetensors: 8-byte little-endian header length, a JSON header {name: {dtype, shape,
-// data_offsets}, "__metadata__": {...}} padded with spaces to a multiple of 8, then the data.
+// Safetensors files are written by launcher/safetensors.h.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -21,7 +20,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -29,6 +27,7 @@
 #include "core/ops/ops.h"
 #include "data/indexed_dataset.h"
 #include "data/npy_array.h"
+#include "launcher/safetensors.h"
 #include "models/gpt_model.h"
 #include "optim/adamw.h"
 #include "optim/grad_norm.h"
@@ -38,51 +37,6 @@ namespace tessera {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-const char* safetensors_dtype(DType dtype) {
-  switch (dtype) {
-    case DType::F32:
-      return "F32";
-    case DType::BF16:
-      return "BF16";
-    case DType::F16:
-      return "F16";
-    case DType::F64:
-      return "F64";
-    case DType::I64:
-      return "I64";
-    default:
-      break;
-  }
-  TS_CHECK(false, "no safetensors dtype for ", dtype_name(dtype));
-  return "";
-}
-
-void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
-  nlohmann::ordered_json header;
-  header["__metadata__"] = metadata;
-  std::vector<Tensor> host;
-  size_t offset = 0;
-  for (const auto& [name, tensor] : tensors) {
-    host.push_back(tensor.detach().to(Device::cpu()).contiguous());
-    size_t bytes = size_t(host.back().numel()) * dtype_size(host.back().dtype());
-    header[name] = {{"dtype", safetensors_dtype(host.back().dtype())},
-                    {"shape", host.back().shape()},
-                    {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
-  }
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');
-  std::ofstream out(path, std::ios::binary);
-  TS_CHECK(out.good(), "cannot write ", path);
-  uint64_t length = text.size();
-  out.write(reinterpret_cast<const char*>(&length), sizeof(length));  // x86-64: little-endian
-  out.write(text.data(), std::streamsize(text.size()));
-  for (const Tensor& t : host)
-    out.write(static_cast<const char*>(t.data_ptr()), std::streamsize(size_t(t.numel()) * dtype_size(t.dtype())));
-  TS_CHECK(out.good(), "writing ", path, " failed (disk full?)");
-}
 
 std::string config_json(const TransformerConfig& c) {
   nlohmann::ordered_json j = {

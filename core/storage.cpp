@@ -17,6 +17,27 @@ Storage::~Storage() {
   if (deleter_ && data_) deleter_(data_);
 }
 
+void Storage::release() {
+  TS_CHECK(!released_, "Storage::release: the storage of ", nbytes_, " bytes is already released");
+  if (deleter_ && data_) deleter_(data_);
+  data_ = nullptr;
+  deleter_ = nullptr;
+  released_ = true;
+}
+
+void Storage::refill(Storage& fresh) {
+  TS_CHECK(released_, "Storage::refill: the storage of ", nbytes_, " bytes still holds its memory; release() it first");
+  TS_CHECK(!fresh.released_ && fresh.nbytes_ == nbytes_ && fresh.device_ == device_, "Storage::refill: needs ",
+           nbytes_, " bytes on ", device_.str(), ", got ", fresh.nbytes_, " bytes on ", fresh.device_.str(),
+           fresh.released_ ? " (released)" : "");
+  data_ = fresh.data_;
+  deleter_ = std::move(fresh.deleter_);
+  fresh.data_ = nullptr;
+  fresh.deleter_ = nullptr;
+  fresh.released_ = true;
+  released_ = false;
+}
+
 struct CpuAllocator::Pool {
   std::mutex mutex;
   std::unordered_map<size_t, std::vector<void*>> free_blocks;

@@ -23,11 +23,20 @@ class Storage {
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
 
+  // Sharded parameters (ZeRO-3/FSDP, parallel/fsdp.h): release() frees the memory now while every
+  // tensor viewing this storage lives on; data() is null (Tensor::data_ptr refuses) until
+  // refill() hands it the memory of `fresh` (same nbytes and device; `fresh` is left empty), so
+  // tensors saved by the autograd graph see the new bytes. Both refuse the wrong state.
+  void release();
+  void refill(Storage& fresh);
+  bool released() const { return released_; }
+
  private:
   void* data_;
   size_t nbytes_;
   Device device_;
   Deleter deleter_;
+  bool released_ = false;
 };
 
 // What a device must provide to hold memory.

@@ -93,6 +93,8 @@ bool Tensor::is_contiguous() const {
 
 void* Tensor::data_ptr() const {
   const TensorImpl& impl = checked(impl_);
+  TS_CHECK(!impl.storage->released(), "tensor ", *this,
+           " has released storage (a ZeRO-3/FSDP parameter used outside its gathered unit?)");
   return static_cast<char*>(impl.storage->data()) + impl.offset * static_cast<int64_t>(dtype_size(impl.dtype));
 }
 
@@ -163,6 +165,19 @@ void Tensor::set_grad(const Tensor& grad) const {
 
 const std::shared_ptr<Node>& Tensor::grad_fn() const { return checked(impl_).autograd.grad_fn; }
 uint32_t Tensor::output_nr() const { return checked(impl_).autograd.output_nr; }
+
+void Tensor::set_storage(std::shared_ptr<Storage> storage, int64_t offset) const {
+  checked(impl_);
+  TensorImpl& impl = *impl_;
+  TS_CHECK(storage != nullptr && is_contiguous() && offset >= 0, "set_storage: needs a contiguous tensor, a storage ",
+           "and offset >= 0, got ", *this, " at offset ", offset);
+  const size_t end = size_t(offset + numel()) * dtype_size(impl.dtype);
+  TS_CHECK(storage->device() == device() && end <= storage->nbytes(), "set_storage: ", *this, " at element ", offset,
+           " needs ", end, " bytes on ", device().str(), ", the storage has ", storage->nbytes(), " on ",
+           storage->device().str());
+  impl.storage = std::move(storage);
+  impl.offset = offset;
+}
 
 Tensor Tensor::detach() const {
   const TensorImpl& impl = checked(impl_);

@@ -90,6 +90,10 @@ class Tensor {
   const std::shared_ptr<Node>& grad_fn() const;
   uint32_t output_nr() const;
   Tensor detach() const;  // same storage, no history
+  // Rebinds this contiguous tensor to `storage` from element `offset` (which must hold it), in
+  // place: shape, autograd state and hooks stay, the old storage is dropped. FSDP makes a unit's
+  // parameters views of one flat buffer this way. Views taken earlier keep the old storage.
+  void set_storage(std::shared_ptr<Storage> storage, int64_t offset) const;
   // Backpropagates from this tensor. `grad` defaults to 1 for a one-element tensor.
   void backward(const Tensor& grad = {}, bool retain_graph = false) const;
   // Fires after a leaf's gradient for this backward pass is fully accumulated.

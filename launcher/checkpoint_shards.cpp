@@ -21,6 +21,11 @@ constexpr const char* kTpKey = "parallel.tensor_model_parallel_size";
 std::string shard_folder_name(int tp_rank, int tp) { return fmt::format("tp{}-of-{}", tp_rank, tp); }
 
 constexpr const char* kZeroKey = "parallel.zero_stage";
+constexpr const char* kPpKey = "parallel.pipeline_model_parallel_size";
+
+std::string pipeline_folder_name(int tp_rank, int tp, int pp_rank, int pp) {
+  return fmt::format("tp{}-pp{}-of-{}x{}", tp_rank, pp_rank, tp, pp);
+}
 
 }  // namespace
 
@@ -55,6 +60,69 @@ void check_checkpoint_directory_tensor_parallel_size(const std::string& director
              single.empty() ? "" : single.back().path, ") but this run has ", tp, "; resume with ", kTpKey,
              " = 1, or save into another directory");
   }
+}
+
+std::string model_parallel_checkpoint_directory(const std::string& directory, int tp_rank, int tp, int pp_rank,
+                                                int pp) {
+  if (pp == 1) return tensor_parallel_checkpoint_directory(directory, tp_rank, tp);
+  TS_CHECK(tp >= 1 && tp_rank >= 0 && tp_rank < tp && pp_rank >= 0 && pp_rank < pp, "checkpoint: tp rank ", tp_rank,
+           " of ", tp, " / pp rank ", pp_rank, " of ", pp, " is out of range");
+  if (directory.empty()) return directory;
+  return (fs::path(directory) / pipeline_folder_name(tp_rank, tp, pp_rank, pp)).string();
+}
+
+std::string model_parallel_resume(const std::string& resume, int tp_rank, int tp, int pp_rank, int pp) {
+  if (pp == 1) return tensor_parallel_resume(resume, tp_rank, tp);
+  if (resume == "auto" || resume == "none") return resume;
+  TS_CHECK(fs::is_directory(resume), "train.resume: ", resume, " is a single file, but with ", kPpKey, " = ", pp,
+           " every (tp, pp) rank loads its own piece; give the checkpoint directory (the one holding ",
+           pipeline_folder_name(0, tp, 0, pp), "/)");
+  return model_parallel_checkpoint_directory(resume, tp_rank, tp, pp_rank, pp);
+}
+
+void check_checkpoint_directory_model_parallel_size(const std::string& directory, int tp, int pp,
+                                                    const std::string& key) {
+  if (directory.empty() || !fs::is_directory(directory)) return;
+  static const std::regex kShard(R"(tp(\d+)-pp(\d+)-of-(\d+)x(\d+))");
+  for (const fs::directory_entry& entry : fs::directory_iterator(directory)) {
+    std::smatch match;
+    std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || !std::regex_match(name, match, kShard)) continue;
+    int saved_tp = std::stoi(match[3].str()), saved_pp = std::stoi(match[4].str());
+    TS_CHECK(saved_tp == tp && saved_pp == pp, key, ": ", directory, " holds checkpoint pieces of a run with ", kTpKey,
+             " = ", saved_tp, " and ", kPpKey, " = ", saved_pp, " (", name, "/) but this run has ", tp, " and ", pp,
+             "; resume with the sizes it was saved with, or save into another directory");
+  }
+  if (pp == 1) {
+    check_checkpoint_directory_tensor_parallel_size(directory, tp, key);
+    return;
+  }
+  // A pipeline run finds no tensor-parallel folders or single-rank files where it saves.
+  static const std::regex kTpShard(R"(tp(\d+)-of-(\d+))");
+  for (const fs::directory_entry& entry : fs::directory_iterator(directory)) {
+    std::string name = entry.path().filename().string();
+    TS_CHECK(!entry.is_directory() || !std::regex_match(name, kTpShard), key, ": ", directory,
+             " holds checkpoint shards of a run with ", kPpKey, " = 1 (", name, "/) but this run has ", pp,
+             "; resume with ", kPpKey, " = 1, or save into another directory");
+  }
+  std::vector<CheckpointFileEntry> single = list_checkpoints(directory);
+  TS_CHECK(single.empty(), key, ": ", directory, " holds checkpoints of a single-rank run (",
+           single.empty() ? "" : single.back().path, ") but this run has ", kPpKey, " = ", pp,
+           "; resume with the sizes it was saved with, or save into another directory");
+}
+
+void check_checkpoint_pipeline_parallel_size(const TrainingCheckpoint& checkpoint, const std::string& source, int pp) {
+  int saved_pp = 1;
+  try {
+    const YAML::Node root = YAML::Load(checkpoint.config_yaml);
+    const YAML::Node parallel = root.IsMap() ? root["parallel"] : YAML::Node();
+    if (parallel && parallel.IsMap() && parallel["pipeline_model_parallel_size"])
+      saved_pp = parallel["pipeline_model_parallel_size"].as<int>();
+  } catch (const YAML::Exception& e) {
+    TS_CHECK(false, source, ": the recipe stored in the checkpoint does not parse (", e.what(), ")");
+  }
+  TS_CHECK(saved_pp == pp, source, ": the checkpoint was saved with ", kPpKey, " = ", saved_pp, " but this run has ",
+           pp, "; resume with ", kPpKey, " = ", saved_pp, " (pieces cannot be re-split yet)");
 }
 
 std::string data_parallel_checkpoint_directory(const std::string& directory, int dp_rank, int dp) {

@@ -24,6 +24,21 @@ std::string tensor_parallel_resume(const std::string& resume, int tp_rank, int t
 // N != tp, or (for tp > 1) single-rank iter_NNNNNNN.h5 files. `key` names the recipe key.
 void check_checkpoint_directory_tensor_parallel_size(const std::string& directory, int tp, const std::string& key);
 
+// Pipeline runs (pipeline_model_parallel_size = p > 1): every (tp rank r, pp rank s) holds its
+// own piece of the model, saved by its data-parallel rank 0 into `tp{r}-pp{s}-of-{n}x{p}/`
+// (n = tp size, also for n = 1); with pp = 1 these are the tensor-parallel functions above.
+// Resuming needs the same tp and pp sizes (and layer layout: a piece's parameters are checked by
+// name when it loads).
+std::string model_parallel_checkpoint_directory(const std::string& directory, int tp_rank, int tp, int pp_rank, int pp);
+std::string model_parallel_resume(const std::string& resume, int tp_rank, int tp, int pp_rank, int pp);
+// Throws when `directory` holds checkpoints of another (tp, pp): pipeline shard folders of other
+// sizes, or (for pp > 1) tensor-parallel folders or single-rank files, or (for pp = 1) pipeline
+// shard folders. Covers check_checkpoint_directory_tensor_parallel_size's cases too.
+void check_checkpoint_directory_model_parallel_size(const std::string& directory, int tp, int pp,
+                                                    const std::string& key);
+// Throws when the checkpoint's saved recipe has another parallel.pipeline_model_parallel_size.
+void check_checkpoint_pipeline_parallel_size(const TrainingCheckpoint& checkpoint, const std::string& source, int pp);
+
 // ZeRO (parallel.zero_stage >= 1): every data-parallel rank d of n holds its own shard of the
 // optimizer state, so each saves (the model and its shard) into dp{d}-of-{n}/ inside its tp
 // folder and resumes from there; resuming needs the same dp size.

@@ -35,6 +35,16 @@ const std::vector<KeySpec>& config_schema() {
       {"parallel", "pipeline_model_parallel_size", K::Int, "1", "pipeline stages", 1},
       {"parallel", "virtual_pipeline_model_parallel_size", K::Int, "1", "model chunks per stage (interleaved 1F1B)",
        1},
+      {"parallel", "decoder_first_pipeline_num_layers", K::Int, "",
+       "transformer layers on the first pipeline stage (the other stages share the rest evenly)", 0},
+      {"parallel", "decoder_last_pipeline_num_layers", K::Int, "",
+       "transformer layers on the last pipeline stage (the other stages share the rest evenly)", 0},
+      {"parallel", "pipeline_model_parallel_layout", K::String, "",
+       "Megatron-core layout string, virtual stages separated by '|' (E embedding, t layer, L loss), e.g. "
+       "\"Et*3|t*4|t*4|t*3L\"; empty: split by the sizes above"},
+      {"parallel", "pipeline_schedule", K::String, "auto",
+       "pipeline schedule: auto (1f1b, interleaved_1f1b when virtual_pipeline_model_parallel_size > 1), gpipe, 1f1b "
+       "or interleaved_1f1b", {}, {}, {"auto", "gpipe", "1f1b", "interleaved_1f1b"}},
       {"parallel", "context_parallel_size", K::Int, "1", "context-parallel ranks", 1},
       {"parallel", "sequence_parallel", K::Bool, "false", "shard norms/dropout along the sequence (needs TP > 1)"},
       {"parallel", "zero_stage", K::Int, "0",
@@ -91,6 +101,9 @@ const std::vector<KeySpec>& config_schema() {
       {"checkpoint", "keep_last", K::Int, "3", "checkpoints to keep", 1},
       // logging
       {"logging", "log_interval", K::Int, "1", "steps between log lines", 1},
+      {"logging", "pipeline_trace", K::Bool, "false",
+       "pipeline runs: write the first step's schedule as a Chrome trace (RUN_DIR/pipeline_trace.json, open it in "
+       "Perfetto) and print its measured bubble fraction"},
       {"logging", "run_dir", K::String, "runs/latest", "metrics (JSONL), resolved config and logs go here"},
   };
   return schema;

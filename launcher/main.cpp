@@ -5,6 +5,8 @@
 //   tessera train       pretrain a model from a recipe YAML (one process, or every rank of
 //                       mpirun / srun; MPI is initialised for this subcommand only)
 //   tessera generate    sample text from a checkpoint (KV cache, temperature/top-k/top-p)
+//   tessera export      write a checkpoint as a Hugging Face folder or a llama.cpp GGUF file
+//   tessera import      turn a Hugging Face GPT-2 / Llama folder into a checkpoint
 //   tessera doctor      diagnose a run: `doctor hang RUN_DIR` names the rank and collective that
 //                       diverged, from the flight-recorder dumps of a hung multi-rank run
 #include <fmt/format.h>
@@ -15,7 +17,9 @@
 #include "core/check.h"
 #include "core/cuda/runtime.h"
 #include "launcher/doctor_command.h"
+#include "launcher/export_command.h"
 #include "launcher/generate_command.h"
+#include "launcher/import_command.h"
 #include "launcher/preprocess_command.h"
 #include "launcher/toy_train.h"
 #include "launcher/train_command.h"
@@ -65,6 +69,10 @@ int main(int argc, char** argv) {
   CLI::App* train = tessera::add_train_subcommand(app, train_options);
   tessera::GenerateCommandOptions generate_options;
   CLI::App* generate = tessera::add_generate_subcommand(app, generate_options);
+  tessera::ExportCommandOptions export_options;
+  CLI::App* export_command = tessera::add_export_subcommand(app, export_options);
+  tessera::ImportCommandOptions import_options;
+  CLI::App* import_command = tessera::add_import_subcommand(app, import_options);
   tessera::DoctorOptions doctor_options;
   CLI::App* doctor = tessera::add_doctor_subcommand(app, doctor_options);
   CLI11_PARSE(app, argc, argv);
@@ -77,6 +85,8 @@ int main(int argc, char** argv) {
       return tessera::run_train_command(train_options, runtime);
     }
     if (*generate) return tessera::run_generate_command(generate_options);
+    if (*export_command) return tessera::run_export_command(export_options);
+    if (*import_command) return tessera::run_import_command(import_options);
     if (*doctor) return tessera::run_doctor_command(doctor_options);
   } catch (const tessera::Error& e) {
     fmt::print(stderr, "tessera: error: {}\n", e.what());

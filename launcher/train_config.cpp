@@ -1,5 +1,7 @@
 #include "launcher/train_config.h"
 
+#include <fmt/format.h>
+
 #include <filesystem>
 
 #include "core/check.h"
@@ -45,29 +47,34 @@ TransformerConfig model_config_from_recipe(const Recipe& r) {
 namespace {
 
 constexpr const char* kTp = "parallel.tensor_model_parallel_size";
+constexpr const char* kPp = "parallel.pipeline_model_parallel_size";
+constexpr const char* kVpp = "parallel.virtual_pipeline_model_parallel_size";
+constexpr const char* kFirst = "parallel.decoder_first_pipeline_num_layers";
+constexpr const char* kLast = "parallel.decoder_last_pipeline_num_layers";
+constexpr const char* kLayout = "parallel.pipeline_model_parallel_layout";
+constexpr const char* kSchedule = "parallel.pipeline_schedule";
 
 // Parallelism that later issues bring: refused with what brings it.
 void check_not_yet_supported(const Recipe& r) {
-  const std::pair<const char*, const char*> later[] = {
-      {"parallel.pipeline_model_parallel_size", "pipeline parallelism arrives with the pipeline schedules"},
-      {"parallel.virtual_pipeline_model_parallel_size", "interleaved pipelines arrive with the pipeline schedules"},
-      {"parallel.context_parallel_size", "context parallelism arrives with ring attention"}};
-  for (const auto& [key, reason] : later) {
-    TS_CHECK(r.get_int(key) == 1, r.origin(key), ": ", key, " = ", r.get_int(key), ": ", reason, "; set it to 1");
-  }
+  constexpr const char* kCp = "parallel.context_parallel_size";
+  TS_CHECK(r.get_int(kCp) == 1, r.origin(kCp), ": ", kCp, " = ", r.get_int(kCp),
+           ": context parallelism arrives with ring attention; set it to 1");
   TS_CHECK(r.get_int("parallel.zero_stage") <= 2, r.origin("parallel.zero_stage"),
            ": parallel.zero_stage = ", r.get_int("parallel.zero_stage"),
            ": ZeRO-3 (sharded parameters) arrives with FSDP; use 0, 1 (sharded optimizer state) or 2 (and gradients)");
 }
 
-// tp from the recipe, dp from what is left of the world; checked against the world and the model.
+// tp and pp from the recipe, dp from what is left of the world; checked against the world and the model.
 ParallelLayout layout_from(const Recipe& r, int world_size, const TransformerConfig& model, int64_t seq_length) {
   check_not_yet_supported(r);
   ParallelLayout layout;
   layout.tp = int(r.get_int(kTp));
-  TS_CHECK(world_size % layout.tp == 0, r.origin(kTp), ": ", kTp, " = ", layout.tp, " does not divide the ", world_size,
-           " launched rank(s); launch a multiple of ", layout.tp, " ranks or change it");
-  layout.dp = world_size / layout.tp;
+  layout.pp = int(r.get_int(kPp));
+  const int model_parallel = layout.tp * layout.pp;
+  TS_CHECK(world_size % model_parallel == 0, r.origin(layout.pp > 1 ? kPp : kTp), ": ", kTp, " = ", layout.tp,
+           layout.pp > 1 ? fmt::format(" x {} = {}", kPp, layout.pp) : std::string(), " does not divide the ",
+           world_size, " launched rank(s); launch a multiple of ", model_parallel, " ranks or change it");
+  layout.dp = world_size / model_parallel;
   validate_layout(layout, world_size);
   try {
     validate_layout_for_model(layout, model.num_attention_heads, model.num_query_groups);
@@ -82,6 +89,64 @@ ParallelLayout layout_from(const Recipe& r, int world_size, const TransformerCon
              " must be divisible by ", kTp, " ", layout.tp, " with parallel.sequence_parallel");
   }
   return layout;
+}
+
+// The recipe key a PipelineLayout refusal is about: a pipeline option the recipe sets that the
+// message names, else pipeline_model_parallel_size itself.
+std::string pipeline_key_of(const Recipe& r, const std::string& message) {
+  const bool set[] = {!r.get_string(kLayout).empty(), r.has(kFirst), r.has(kLast), r.get_int(kVpp) != 1};
+  const char* keys[] = {kLayout, kFirst, kLast, kVpp};
+  for (int i = 0; i < 4; ++i) {
+    if (set[i] && message.find(std::string(keys[i]).substr(std::string("parallel.").size())) != std::string::npos)
+      return keys[i];
+  }
+  return kPp;
+}
+
+// The pipeline's layer split and schedule, checked against the model and the batch before any
+// allocation: layers no layout can place, a layout string that does not cover every layer, an
+// interleaved schedule with fewer micro-batches than stages are all one-line errors here.
+void pipeline_from(const Recipe& r, TrainConfig& c) {
+  PipelineLayoutOptions& p = c.pipeline;
+  p.num_layers = c.model.num_layers;
+  p.pp = c.layout.pp;
+  if (r.get_int(kVpp) != 1) p.vpp = int(r.get_int(kVpp));  // unset: 1, or what the layout string implies
+  if (r.has(kFirst)) p.decoder_first_pipeline_num_layers = r.get_int(kFirst);
+  if (r.has(kLast)) p.decoder_last_pipeline_num_layers = r.get_int(kLast);
+  p.pipeline_model_parallel_layout = r.get_string(kLayout);
+  const bool options_set = p.vpp || p.decoder_first_pipeline_num_layers || p.decoder_last_pipeline_num_layers ||
+                           !p.pipeline_model_parallel_layout.empty() || r.get_string(kSchedule) != "auto";
+  if (c.layout.pp == 1) {
+    TS_CHECK(!options_set, r.origin(kPp), ": pipeline options are set but ", kPp,
+             " = 1; set it to the number of pipeline stages or remove them");
+    return;
+  }
+  int vpp = 1;
+  try {
+    vpp = PipelineLayout(p).vpp();
+  } catch (const Error& e) {
+    std::string key = pipeline_key_of(r, e.what());
+    TS_CHECK(false, r.origin(key), ": ", key, ": ", e.what());
+  }
+  std::string schedule = r.get_string(kSchedule);
+  c.pipeline_schedule = schedule == "auto"
+                            ? (vpp > 1 ? PipelineScheduleKind::Interleaved1F1B : PipelineScheduleKind::OneFOneB)
+                            : schedule_kind_from_name(schedule);
+  PipelineScheduleOptions options{c.pipeline_schedule, c.layout.pp, vpp, int(c.grad_accumulation_steps())};
+  try {
+    validate_schedule_options(options);
+  } catch (const Error& e) {
+    TS_CHECK(false, r.origin(kSchedule), ": ", kSchedule, " ", schedule_kind_name(c.pipeline_schedule), " with ", kVpp,
+             " ", vpp, " and ", options.num_microbatches,
+             " micro-batches (train.global_batch_size / (micro_batch_size x data-parallel size)): ", e.what());
+  }
+  TS_CHECK(c.zero_stage < 2, r.origin("parallel.zero_stage"), ": parallel.zero_stage = 2 with ", kPp, " = ",
+           c.layout.pp, " is not supported (pipeline stages reduce gradients after the whole schedule); use 1");
+  TS_CHECK(c.precision != Precision::FP16, r.origin("train.precision"), ": train.precision = fp16 with ", kPp, " = ",
+           c.layout.pp, " is not supported (the overflow check is not agreed across stages); use bf16");
+  TS_CHECK(vpp == 1 || r.get_string("checkpoint.save").empty(), r.origin("checkpoint.save"), ": checkpoint.save with ",
+           kVpp, " = ", vpp,
+           " is not supported yet (a checkpoint holds one model piece per rank); use vpp 1 or no checkpoints");
 }
 
 void check_data_paths(const Recipe& r, const std::vector<std::string>& words) {
@@ -146,7 +211,7 @@ TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launc
   TS_CHECK(c.global_batch_size % (c.micro_batch_size * c.layout.dp) == 0, r.origin("train.global_batch_size"),
            ": train.global_batch_size ", c.global_batch_size, " is not divisible by train.micro_batch_size ",
            c.micro_batch_size, " x data-parallel size ", c.layout.dp, " (world ", launch.world_size, " / ", kTp, " ",
-           c.layout.tp, ")");
+           c.layout.tp, c.layout.pp > 1 ? fmt::format(" / {} {}", kPp, c.layout.pp) : std::string(), ")");
   c.train_iters = r.get_int("train.train_iters");
   c.eval_interval = r.get_int("train.eval_interval");
   c.eval_iters = r.get_int("train.eval_iters");
@@ -163,6 +228,8 @@ TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launc
   TS_CHECK(c.precision != Precision::FP16 || c.zero_stage == 0, r.origin("train.precision"),
            ": train.precision = fp16 with parallel.zero_stage = ", c.zero_stage,
            " is not supported (the loss scaler needs whole gradients); use bf16 or zero_stage 0");
+  pipeline_from(r, c);
+  c.pipeline_trace = r.get_bool("logging.pipeline_trace");
   c.resume = r.get_string("train.resume");
   if (r.has("train.exit_interval")) c.exit_interval = r.get_int("train.exit_interval");
 

@@ -15,6 +15,8 @@
 #include "models/transformer_config.h"
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
+#include "parallel/pipeline_layout.h"
+#include "parallel/pipeline_schedule.h"
 #include "parallel/mpi_runtime.h"
 #include "parallel/process_groups.h"
 
@@ -37,6 +39,12 @@ struct TrainConfig {
 
   ParallelLayout layout;  // tp, pp, dp, cp of the launch (dp = world / (tp x pp x cp))
   bool sequence_parallel = false;
+  // Pipeline parallelism (layout.pp > 1): which layers each (stage, chunk) holds, validated
+  // against the model when the config is built, and the schedule (its num_microbatches is
+  // grad_accumulation_steps()).
+  PipelineLayoutOptions pipeline;
+  PipelineScheduleKind pipeline_schedule = PipelineScheduleKind::OneFOneB;
+  bool pipeline_trace = false;  // logging.pipeline_trace: Chrome trace of the first step in run_dir
   double ddp_bucket_size_mb = 40.0;  // DistributedDataParallel's gradient bucket target
   int zero_stage = 0;  // 1: optimizer state sharded over dp, 2: gradients too (optim/distributed_optimizer.h)
   double distributed_timeout_minutes = 10.0;  // the watchdog's hang timeout (multi-rank runs)

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/autograd/grad_mode.h"
+#include "core/backend.h"
 #include "core/cuda/runtime.h"
 #include "core/memory_stats.h"
 #include "core/ops/ops.h"
@@ -20,10 +21,12 @@
 #include "launcher/checkpoint_shards.h"
 #include "launcher/checkpoint_state.h"
 #include "models/gpt_model.h"
+#include "models/gpt_pipeline_stage.h"
 #include "optim/distributed_optimizer.h"
 #include "optim/grad_norm.h"
 #include "optim/loss_scaler.h"
 #include "parallel/distributed_data_parallel.h"
+#include "parallel/pipeline_executor.h"
 
 namespace tessera {
 
@@ -105,7 +108,7 @@ struct RankRole {
   bool logs = true;            // global rank 0: logs and writes the run directory
   bool zero = false;           // ZeRO: the optimizer state is sharded over data-parallel ranks
   bool saves = true;           // data-parallel rank 0 (every dp rank with ZeRO): saves its checkpoint
-  std::string tp_dir;          // this tensor-parallel rank's folder of checkpoint.save
+  std::string tp_dir;          // this (tp, pp) rank's folder of checkpoint.save
   std::string checkpoint_dir;  // the folder this rank saves into: tp_dir, or its dp folder with ZeRO
 
   RankRole(const TrainConfig& c, const ProcessGroups* g) : groups(g) {
@@ -113,7 +116,7 @@ struct RankRole {
     logs = at == ParallelCoords{};
     zero = groups && c.zero_stage > 0;
     saves = (zero || at.dp == 0) && at.cp == 0;
-    tp_dir = tensor_parallel_checkpoint_directory(c.save_dir, at.tp, c.layout.tp);
+    tp_dir = model_parallel_checkpoint_directory(c.save_dir, at.tp, c.layout.tp, at.pp, c.layout.pp);
     checkpoint_dir = zero ? data_parallel_checkpoint_directory(tp_dir, at.dp, c.layout.dp) : tp_dir;
   }
 };
@@ -128,7 +131,17 @@ class TrainingRun {
   int64_t resume();  // the first step to run
   void zero_gradients();
   StepMetrics train_step(int64_t step);
+  // Pipeline runs: the step through the executor, the grad norm over every stage, evaluation
+  // forward-only through the stages.
+  StepMetrics pipeline_train_step(int64_t step);
+  // Clips and updates (unless skipped), given the step's loss and gradient norm.
+  void optimizer_step(StepMetrics& m);
+  void finish_metrics(StepMetrics& m, Clock::time_point start) const;
+  double pipeline_grad_norm_squared() const;
+  std::pair<double, double> pipeline_validation_sums(DataLoader& valid);
   double grad_norm_squared_of_model() const;
+  // The model piece checkpoints hold: the whole model, or this pipeline rank's single chunk.
+  GptModel& piece() { return stage_ ? stage_->chunk(0) : *model_; }
   void record(const StepMetrics& m);
   void evaluate(int64_t step);
   void save(int64_t step);
@@ -136,8 +149,10 @@ class TrainingRun {
   const TrainConfig& c_;
   const Trainer::Log& log_;
   const RankRole& role_;
-  std::unique_ptr<RunFiles> files_;  // on the logging rank only
-  GptModel model_;
+  std::unique_ptr<RunFiles> files_;               // on the logging rank only
+  std::unique_ptr<GptModel> model_;               // without pipeline parallelism
+  std::unique_ptr<GptPipelineStage> stage_;       // with pipeline parallelism: this pp rank's chunks
+  std::unique_ptr<PipelineExecutor> executor_;    // with pipeline parallelism
   std::unique_ptr<DistributedDataParallel> ddp_;  // with process groups
   std::vector<Tensor> parameters_;
   std::unique_ptr<AdamW> adamw_;                // without ZeRO
@@ -154,12 +169,47 @@ class TrainingRun {
 
 // With process groups, gradients live in DDP's f32 buffer; alone, 16-bit parameters get f32
 // buffers of their own and f32 ones accumulate as autograd allocates.
-std::unique_ptr<DistributedDataParallel> make_ddp(const TrainConfig& c, const RankRole& role, const GptModel& model) {
+std::unique_ptr<DistributedDataParallel> make_ddp(const TrainConfig& c, const RankRole& role,
+                                                  const std::vector<Tensor>& parameters) {
   if (!role.groups) return nullptr;
   GradSync sync = !role.zero ? GradSync::AllReduce : c.zero_stage == 1 ? GradSync::ReduceScatter : GradSync::Sharded;
   return std::make_unique<DistributedDataParallel>(
-      model.parameters(), role.groups->dp(),
+      parameters, role.groups->dp(),
       DdpOptions{.bucket_size_mb = c.ddp_bucket_size_mb, .reduction = ReduceOp::Sum, .grad_sync = sync});
+}
+
+std::unique_ptr<GptModel> make_model(const TrainConfig& c, const RankRole& role) {
+  if (c.layout.pp > 1) return nullptr;
+  return std::make_unique<GptModel>(
+      c.model, c.seed, ParamOptions{parameter_dtype(c), c.device},
+      ModelParallelism{.tp = role.groups ? &role.groups->tp() : nullptr, .sequence_parallel = c.sequence_parallel});
+}
+
+// This pp rank's chunks of the layout; each micro-batch's loss is its token sum (the executor
+// scales the backward by 1 / the global batch's token count).
+std::unique_ptr<GptPipelineStage> make_stage(const TrainConfig& c, const RankRole& role) {
+  if (c.layout.pp == 1) return nullptr;
+  return std::make_unique<GptPipelineStage>(
+      c.model, c.seed, PipelineLayout(c.pipeline), role.groups->coords().pp,
+      GptPipelineStageOptions{c.micro_batch_size, c.seq_length, LossReduction::Sum},
+      ParamOptions{parameter_dtype(c), c.device},
+      ModelParallelism{.tp = &role.groups->tp(), .sequence_parallel = c.sequence_parallel});
+}
+
+std::vector<Tensor> model_parameters(const GptModel* model, const GptPipelineStage* stage) {
+  return stage ? stage->parameters() : model->parameters();
+}
+
+PipelineScheduleOptions schedule_options(const TrainConfig& c) {
+  return {c.pipeline_schedule, c.layout.pp, PipelineLayout(c.pipeline).vpp(), int(c.grad_accumulation_steps())};
+}
+
+// Each micro-batch's loss is a token sum; its backward starts from 1 / the global batch's token
+// count, as the single-process loop scales it.
+PipelineExecutorOptions executor_options(const TrainConfig& c) {
+  PipelineExecutorOptions options;
+  options.loss_grad_scale = 1.0 / double(c.tokens_per_step());
+  return options;
 }
 
 std::string mib(size_t bytes) { return fmt::format("{:.2f} MiB", double(bytes) / double(1 << 20)); }
@@ -169,17 +219,24 @@ TrainingRun::TrainingRun(const TrainConfig& config, const Trainer::Log& log, con
       log_(log),
       role_(role),
       files_(role.logs ? std::make_unique<RunFiles>(config) : nullptr),
-      model_(config.model, config.seed, ParamOptions{parameter_dtype(config), config.device},
-             ModelParallelism{.tp = role.groups ? &role.groups->tp() : nullptr,
-                              .sequence_parallel = config.sequence_parallel}),
-      ddp_(make_ddp(config, role, model_)),
-      parameters_(ddp_ ? model_.parameters() : parameters_with_f32_grads(model_)),
+      model_(make_model(config, role)),
+      stage_(make_stage(config, role)),
+      ddp_(make_ddp(config, role, model_parameters(model_.get(), stage_.get()))),
+      parameters_(ddp_ ? model_parameters(model_.get(), stage_.get()) : parameters_with_f32_grads(*model_)),
       adamw_(role.zero ? nullptr : std::make_unique<AdamW>(parameters_, config.adamw)),
       zero_(role.zero ? std::make_unique<DistributedOptimizer>(*ddp_, config.adamw) : nullptr),
       schedule_(config.schedule),
       flops_per_step_(config.model.training_flops_per_token(config.seq_length) * double(config.tokens_per_step())),
       peak_tflops_(peak_bf16_tflops(config.device)) {
-  model_.set_recompute(c_.recompute);
+  if (model_) model_->set_recompute(c_.recompute);
+  if (stage_) {
+    for (int chunk = 0; chunk < stage_->num_chunks(); ++chunk) stage_->chunk(chunk).set_recompute(c_.recompute);
+    executor_ =
+        std::make_unique<PipelineExecutor>(role.groups->pp(), *stage_, schedule_options(c_), executor_options(c_));
+    log_(fmt::format("pipeline: {} schedule, {} micro-batches per step; layers per stage:\n{}",
+                     schedule_kind_name(c_.pipeline_schedule), c_.grad_accumulation_steps(),
+                     PipelineLayout(c_.pipeline).describe()));
+  }
   loader_options_.micro_batch_size = c_.micro_batch_size;
   loader_options_.data_parallel_size = c_.layout.dp;
   loader_options_.data_parallel_rank = role.groups ? role.groups->coords().dp : 0;
@@ -203,7 +260,8 @@ TrainingRun::TrainingRun(const TrainConfig& config, const Trainer::Log& log, con
 int64_t TrainingRun::resume() {
   auto warn = [&](const std::string& message) { log_("warning: " + message); };
   const int tp = c_.layout.tp, tp_rank = role_.groups ? role_.groups->coords().tp : 0;
-  check_checkpoint_directory_tensor_parallel_size(c_.save_dir, tp, "checkpoint.save");
+  const int pp = c_.layout.pp, pp_rank = role_.groups ? role_.groups->coords().pp : 0;
+  check_checkpoint_directory_model_parallel_size(c_.save_dir, tp, pp, "checkpoint.save");
   check_checkpoint_directory_data_parallel_size(role_.tp_dir, c_.layout.dp, role_.zero, "checkpoint.save");
   std::vector<CheckpointFileEntry> existing = list_checkpoints(role_.checkpoint_dir);
   if (c_.resume == "none" && !existing.empty()) {
@@ -212,20 +270,24 @@ int64_t TrainingRun::resume() {
                     "replace them, and a later train.resume=auto picks the highest step",
                     role_.checkpoint_dir, existing.size(), existing.back().path));
   }
-  std::string resume = tensor_parallel_resume(c_.resume, tp_rank, tp);
+  std::string resume = model_parallel_resume(c_.resume, tp_rank, tp, pp_rank, pp);
   if (role_.zero) {
     if (resume != "auto" && resume != "none")
       check_checkpoint_directory_data_parallel_size(resume, c_.layout.dp, true, "train.resume");
     resume = data_parallel_resume(resume, role_.groups->coords().dp, c_.layout.dp);
   }
   std::optional<LoadedCheckpoint> loaded = load_checkpoint_for_resume(resume, role_.checkpoint_dir, warn);
-  if (loaded) check_checkpoint_tensor_parallel_size(loaded->checkpoint, loaded->path, tp);
+  if (loaded) {
+    check_checkpoint_tensor_parallel_size(loaded->checkpoint, loaded->path, tp);
+    check_checkpoint_pipeline_parallel_size(loaded->checkpoint, loaded->path, pp);
+  }
   if (role_.groups) {
     // Every tensor-parallel (and with ZeRO data-parallel) shard must resume from the same step
     // (a crash can leave one shard folder a checkpoint ahead of another).
     double step = loaded ? double(loaded->checkpoint.step) : 0.0;
     Tensor extremes = Tensor::from_vector(std::vector<double>{step, -step}, {2}).to(role_.groups->tp().device());
     role_.groups->tp().all_reduce(extremes, ReduceOp::Max);
+    role_.groups->pp().all_reduce(extremes, ReduceOp::Max);
     if (role_.zero) role_.groups->dp().all_reduce(extremes, ReduceOp::Max);
     std::vector<double> e = extremes.to_vector<double>();
     TS_CHECK(e[0] == -e[1], "train.resume: the tensor-parallel shard folders of ", c_.save_dir,
@@ -239,9 +301,9 @@ int64_t TrainingRun::resume() {
   }
   const TrainingCheckpoint& checkpoint = loaded->checkpoint;
   if (zero_) {
-    restore_training_state(checkpoint, loaded->path, model_, *zero_);
+    restore_training_state(checkpoint, loaded->path, piece(), *zero_);
   } else {
-    restore_training_state(checkpoint, loaded->path, model_, *adamw_);
+    restore_training_state(checkpoint, loaded->path, piece(), *adamw_);
   }
   scaler_.set_state(checkpoint.loss_scaler);
   loader_options_.consumed_samples = checkpoint.consumed_samples;
@@ -295,10 +357,10 @@ void TrainingRun::zero_gradients() {
 double TrainingRun::grad_norm_squared_of_model() const {
   if (zero_) {
     if (c_.layout.tp == 1) return zero_->grad_norm_squared();
-    return zero_->grad_norm_squared(model_.parameter_is_tensor_parallel_sharded(), &role_.groups->tp());
+    return zero_->grad_norm_squared(model_->parameter_is_tensor_parallel_sharded(), &role_.groups->tp());
   }
   if (c_.layout.tp == 1) return grad_norm_squared(parameters_);
-  std::vector<bool> sharded = model_.parameter_is_tensor_parallel_sharded();
+  std::vector<bool> sharded = model_->parameter_is_tensor_parallel_sharded();
   std::vector<Tensor> replicated_parameters, sharded_parameters;
   for (size_t i = 0; i < parameters_.size(); ++i)
     (sharded[i] ? sharded_parameters : replicated_parameters).push_back(parameters_[i]);
@@ -307,6 +369,7 @@ double TrainingRun::grad_norm_squared_of_model() const {
 }
 
 StepMetrics TrainingRun::train_step(int64_t step) {
+  if (stage_) return pipeline_train_step(step);
   auto start = Clock::now();
   zero_gradients();
   // Every token of the global batch weighs 1 / (tokens in the global batch).
@@ -321,7 +384,7 @@ StepMetrics TrainingRun::train_step(int64_t step) {
     std::optional<MicroBatch> mb = loader_->next();
     TS_CHECK(mb.has_value(), "the training data ran out at step ", step, " (consumed ", loader_->consumed_samples(),
              " samples)");
-    Tensor loss = model_.loss(to_device(*mb, c_.device), LossReduction::Sum);
+    Tensor loss = model_->loss(to_device(*mb, c_.device), LossReduction::Sum);
     Tensor scaled = scale(loss, inv_tokens);
     if (c_.precision == Precision::FP16) scaled = scaler_.scale_loss(scaled);
     scaled.backward();
@@ -330,7 +393,7 @@ StepMetrics TrainingRun::train_step(int64_t step) {
   }
   if (ddp_) {
     ddp_->finish_grad_sync();
-    model_.finalize_tensor_parallel_grads();  // sequence parallelism's partial norm/bias gradients
+    model_->finalize_tensor_parallel_grads();  // sequence parallelism's partial norm/bias gradients
     loss_sum = sum_over(role_.groups->dp(), {loss_sum})[0];
   }
   bool take_step = c_.precision != Precision::FP16 || scaler_.unscale_and_update(parameters_);
@@ -340,22 +403,117 @@ StepMetrics TrainingRun::train_step(int64_t step) {
   m.lr = schedule_.at(step);
   m.grad_norm = std::sqrt(grad_norm_squared_of_model());
   m.skipped = !take_step;
-  if (take_step) {
-    double grad_scale = c_.clip_grad > 0.0 ? clip_factor(m.grad_norm, c_.clip_grad) : 1.0;
-    if (zero_) {
-      zero_->set_learning_rate(m.lr);
-      zero_->step(grad_scale);
-    } else {
-      adamw_->set_learning_rate(m.lr);
-      adamw_->step(grad_scale);
-    }
-  }
+  if (take_step) optimizer_step(m);
+  finish_metrics(m, start);
+  return m;
+}
+
+void TrainingRun::finish_metrics(StepMetrics& m, Clock::time_point start) const {
   m.peak_memory_bytes = memory_stats(c_.device).peak_bytes;  // reading it waits for the step
   m.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   m.tokens_per_second = double(c_.tokens_per_step()) / m.seconds;
   m.tflops_per_device = flops_per_step_ / m.seconds / 1e12 / double(c_.layout.product());
   m.mfu = peak_tflops_ > 0.0 ? m.tflops_per_device / peak_tflops_ : 0.0;
+}
+
+void TrainingRun::optimizer_step(StepMetrics& m) {
+  double grad_scale = c_.clip_grad > 0.0 ? clip_factor(m.grad_norm, c_.clip_grad) : 1.0;
+  if (zero_) {
+    zero_->set_learning_rate(m.lr);
+    zero_->step(grad_scale);
+  } else {
+    adamw_->set_learning_rate(m.lr);
+    adamw_->step(grad_scale);
+  }
+}
+
+// One step through the pipeline executor: every pp rank reads the step's micro-batches (the
+// first and last virtual stage use them; reading on every rank keeps the loader positions, and
+// so the checkpoints, alike). Gradients accumulate locally over the whole schedule; then
+// sequence parallelism's and the tied embedding's partial gradients are summed (both linear, so
+// before the data-parallel reduction is as good as after) and DDP reduces every bucket at once:
+// no overlap with the backward (ZeRO-1's reduce-scatter must see the embedding sum already).
+StepMetrics TrainingRun::pipeline_train_step(int64_t step) {
+  auto start = Clock::now();
+  zero_gradients();
+  std::vector<LmBatch> micro_batches;
+  for (int64_t micro = 0; micro < c_.grad_accumulation_steps(); ++micro) {
+    std::optional<MicroBatch> mb = loader_->next();
+    TS_CHECK(mb.has_value(), "the training data ran out at step ", step, " (consumed ", loader_->consumed_samples(),
+             " samples)");
+    micro_batches.push_back(to_device(*mb, c_.device));
+  }
+  stage_->set_micro_batches(std::move(micro_batches));
+  const bool trace = c_.pipeline_trace && result_.steps.empty();  // this job's first step
+  PipelineStepResult pipeline;
+  {
+    DistributedDataParallel::NoSyncScope accumulate_only(*ddp_);
+    if (trace) {
+      PipelineExecutorOptions options = executor_options(c_);
+      options.collect_timelines = true;
+      std::filesystem::path path = std::filesystem::path(c_.run_dir) / "pipeline_trace.json";
+      if (role_.logs) options.trace_path = path;  // one writer for the whole job
+      pipeline = PipelineExecutor(role_.groups->pp(), *stage_, schedule_options(c_), options).run_step();
+      log_(
+          fmt::format("pipeline trace of step {} written to {}: bubble fraction {:.3f} measured (per stage {:.3f}), "
+                      "{:.3f} analytic for equal-cost stages",
+                      step, path.string(), pipeline.stats.mean_bubble_fraction,
+                      fmt::join(pipeline.stats.bubble_fraction, " "), analytic_bubble_fraction(schedule_options(c_))));
+    } else {
+      pipeline = executor_->run_step();
+    }
+  }
+  stage_->finalize_grads(role_.groups->embedding());
+  ddp_->finish_grad_sync();
+  double loss_sum = 0.0;
+  for (double loss : pipeline.losses) loss_sum += loss;
+  // Losses live on the last stage: summed over dp, then over pp (the other stages add 0), so
+  // every rank (global rank 0 logs) holds the global batch's loss.
+  loss_sum = sum_over(role_.groups->dp(), {loss_sum})[0];
+  loss_sum = sum_over(role_.groups->pp(), {loss_sum})[0];
+  StepMetrics m;
+  m.step = step;
+  m.loss = loss_sum / double(c_.tokens_per_step());
+  m.lr = schedule_.at(step);
+  m.grad_norm = std::sqrt(pipeline_grad_norm_squared());
+  optimizer_step(m);
+  finish_metrics(m, start);
   return m;
+}
+
+// The whole model's gradient norm: each rank sums the squares of the gradient it holds (all of
+// its stage's parameters, or its ZeRO pieces of them), skipping the last stage's copy of a tied
+// embedding (equal to the first stage's after finalize_grads) and, on tp ranks other than 0,
+// the parameters every tp rank holds whole; the sums then add up over dp (ZeRO pieces only),
+// tp and pp.
+double TrainingRun::pipeline_grad_norm_squared() const {
+  std::vector<bool> sharded, shared_copy;
+  for (int chunk = 0; chunk < stage_->num_chunks(); ++chunk) {
+    const GptModel& model = stage_->chunk(chunk);
+    std::vector<bool> s = model.parameter_is_tensor_parallel_sharded(), copy = model.parameter_is_shared_copy();
+    sharded.insert(sharded.end(), s.begin(), s.end());
+    shared_copy.insert(shared_copy.end(), copy.begin(), copy.end());
+  }
+  const bool tp_rank0 = role_.groups->coords().tp == 0;
+  auto counts = [&](size_t i) { return !shared_copy[i] && (sharded[i] || tp_rank0); };
+  std::vector<Tensor> grads;
+  if (zero_) {
+    for (const ShardPiece& piece : zero_->pieces()) {
+      if (!counts(piece.parameter)) continue;
+      // ZeRO-1 keeps the full buffer; this rank's pieces of it hold the reduced gradient.
+      Tensor grad = parameters_[piece.parameter].grad().reshape({-1});
+      grads.push_back(grad.narrow(0, piece.param_offset, piece.numel));
+    }
+  } else {
+    for (size_t i = 0; i < parameters_.size(); ++i)
+      if (counts(i)) grads.push_back(parameters_[i].grad());
+  }
+  Tensor out = Tensor::zeros({1}, DType::F32, c_.device);
+  if (!grads.empty()) backend_for(c_.device).sum_squares(grads, out);
+  double squares = double(out.item());
+  if (zero_) squares = sum_over(role_.groups->dp(), {squares})[0];
+  squares = sum_over(role_.groups->tp(), {squares})[0];
+  return sum_over(role_.groups->pp(), {squares})[0];
 }
 
 void TrainingRun::record(const StepMetrics& m) {
@@ -385,18 +543,22 @@ void TrainingRun::record(const StepMetrics& m) {
 void TrainingRun::evaluate(int64_t step) {
   if (c_.eval_iters == 0 || !datasets_[1]) return;
   NoGradGuard no_grad;
-  model_.eval();
   DataLoader valid(datasets_[1], DataLoaderOptions{.micro_batch_size = c_.micro_batch_size,
                                                    .data_parallel_rank = loader_options_.data_parallel_rank,
                                                    .data_parallel_size = loader_options_.data_parallel_size});
   double loss_sum = 0.0, tokens = 0.0;
-  for (int64_t i = 0; i < c_.eval_iters * c_.grad_accumulation_steps(); ++i) {
-    std::optional<MicroBatch> mb = valid.next();
-    if (!mb) break;
-    loss_sum += model_.loss(to_device(*mb, c_.device), LossReduction::Sum).item();
-    tokens += double(mb->rows * mb->sequence_length);
+  if (stage_) {
+    std::tie(loss_sum, tokens) = pipeline_validation_sums(valid);
+  } else {
+    model_->eval();
+    for (int64_t i = 0; i < c_.eval_iters * c_.grad_accumulation_steps(); ++i) {
+      std::optional<MicroBatch> mb = valid.next();
+      if (!mb) break;
+      loss_sum += model_->loss(to_device(*mb, c_.device), LossReduction::Sum).item();
+      tokens += double(mb->rows * mb->sequence_length);
+    }
+    model_->train();
   }
-  model_.train();
   if (role_.groups) {
     std::vector<double> sums = sum_over(role_.groups->dp(), {loss_sum, tokens});
     loss_sum = sums[0];
@@ -409,11 +571,47 @@ void TrainingRun::evaluate(int64_t step) {
   if (files_) files_->metrics << nlohmann::json{{"step", step}, {"validation_loss", loss}}.dump() << "\n";
 }
 
+// Validation through the pipeline, forward only and without a schedule: micro-batch after
+// micro-batch, each virtual stage receives its input from the previous one, runs its chunk and
+// sends the result on (plain send/recv over the pp group, tag 2: no executor transfer is in
+// flight). Stages wait for each other, which costs nothing that matters for a few evaluation
+// batches. The last stage holds the loss and token sums (0 elsewhere), summed over pp.
+std::pair<double, double> TrainingRun::pipeline_validation_sums(DataLoader& valid) {
+  constexpr int kEvalTag = 2;
+  Communicator& pp = role_.groups->pp();
+  const int stage = pp.rank(), stages = pp.size(), chunks = stage_->num_chunks();
+  for (int chunk = 0; chunk < chunks; ++chunk) stage_->chunk(chunk).eval();
+  double loss_sum = 0.0, tokens = 0.0;
+  for (int64_t i = 0; i < c_.eval_iters * c_.grad_accumulation_steps(); ++i) {
+    std::optional<MicroBatch> mb = valid.next();  // every rank: the same stopping point
+    if (!mb) break;
+    stage_->set_micro_batches({to_device(*mb, c_.device)});
+    for (int chunk = 0; chunk < chunks; ++chunk) {
+      const bool first = stage == 0 && chunk == 0, last = stage == stages - 1 && chunk == chunks - 1;
+      Tensor input;
+      if (!first) {
+        input = Tensor::zeros(stage_->input_shape(chunk), stage_->activation_dtype(), stage_->device());
+        pp.recv(input, (stage + stages - 1) % stages, kEvalTag);
+      }
+      Tensor output = stage_->forward(chunk, 0, input);
+      if (last) {
+        loss_sum += output.item();
+        tokens += double(mb->rows * mb->sequence_length);
+      } else {
+        pp.send(output.contiguous(), (stage + 1) % stages, kEvalTag);
+      }
+    }
+  }
+  for (int chunk = 0; chunk < chunks; ++chunk) stage_->chunk(chunk).train();
+  std::vector<double> sums = sum_over(pp, {loss_sum, tokens});
+  return {sums[0], sums[1]};
+}
+
 void TrainingRun::save(int64_t step) {
   auto warn = [&](const std::string& message) { log_("warning: " + message); };
   TrainingCheckpoint checkpoint =
-      zero_ ? capture_training_state(model_, *zero_, step, loader_->consumed_samples(), c_.resolved_yaml)
-            : capture_training_state(model_, *adamw_, step, loader_->consumed_samples(), c_.resolved_yaml);
+      zero_ ? capture_training_state(piece(), *zero_, step, loader_->consumed_samples(), c_.resolved_yaml)
+            : capture_training_state(piece(), *adamw_, step, loader_->consumed_samples(), c_.resolved_yaml);
   checkpoint.loss_scaler = scaler_.state();
   SavedCheckpoint saved = save_checkpoint(role_.checkpoint_dir, checkpoint, c_.keep_last, warn);
   result_.saved_checkpoints.push_back(saved.path);
@@ -436,14 +634,14 @@ Trainer::Trainer(TrainConfig config, Log log, const ProcessGroups* groups)
     : config_(std::move(config)), log_(std::move(log)), groups_(groups) {
   const ParallelLayout& want = config_.layout;
   if (!groups_) {
-    TS_CHECK(want.product() == 1, "Trainer: the layout tp ", want.tp, " x dp ", want.dp,
+    TS_CHECK(want.product() == 1, "Trainer: the layout tp ", want.tp, " x pp ", want.pp, " x dp ", want.dp,
              " needs the process groups of a launch of that many ranks");
     return;
   }
   const ParallelLayout& have = groups_->layout();
   TS_CHECK(have.tp == want.tp && have.dp == want.dp && have.pp == want.pp && have.cp == want.cp,
-           "Trainer: the process groups (tp ", have.tp, ", dp ", have.dp, ") differ from the configured layout (tp ",
-           want.tp, ", dp ", want.dp, ")");
+           "Trainer: the process groups (tp ", have.tp, ", pp ", have.pp, ", dp ", have.dp,
+           ") differ from the configured layout (tp ", want.tp, ", pp ", want.pp, ", dp ", want.dp, ")");
 }
 
 TrainResult Trainer::run(std::optional<int64_t> stop_after_step) {
@@ -459,7 +657,9 @@ TrainResult Trainer::run(std::optional<int64_t> stop_after_step) {
       "micro-batches x {} ranks, {} tokens/step{}",
       c.model.name, double(c.model.parameter_count()) / 1e6, c.device.str(), dtype_name(parameter_dtype(c)),
       c.global_batch_size, c.micro_batch_size, c.grad_accumulation_steps(), c.layout.dp, c.tokens_per_step(),
-      groups_ ? fmt::format(" (layout: tp {} x dp {})", c.layout.tp, c.layout.dp) : std::string()));
+      !groups_           ? std::string()
+      : c.layout.pp == 1 ? fmt::format(" (layout: tp {} x dp {})", c.layout.tp, c.layout.dp)
+                         : fmt::format(" (layout: tp {} x pp {} x dp {})", c.layout.tp, c.layout.pp, c.layout.dp)));
   TrainingRun run(c, log, role);
   return run.run(last_step);
 }

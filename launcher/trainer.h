@@ -22,6 +22,13 @@
 // its shard and the parameters are all-gathered; every dp rank saves its own shard
 // (dp{d}-of-{n}/). Without groups the run is the single-process one, unchanged (zero_stage has
 // no effect on one rank).
+// Pipeline parallelism (layout.pp > 1, docs/pipeline.md): each pp rank builds its GptPipelineStage
+// and a PipelineExecutor replaces the micro-batch loop; gradients accumulate without overlap,
+// tp/SP and tied-embedding gradients are finalized, then DDP (or ZeRO-1) reduces the stage's
+// buckets. The norm sums over dp (ZeRO), tp and pp with replicated parameters and the tied copy
+// counted once; the loss comes from the last stage; evaluation runs forward-only through the
+// stages; each (tp, pp) rank saves into tp{r}-pp{s}-of-{tp}x{pp}/; logging.pipeline_trace writes
+// the first step's Chrome trace into the run directory.
 #pragma once
 
 #include <functional>

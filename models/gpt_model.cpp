@@ -192,26 +192,31 @@ ResidualStream GptModel::run_layers(const Tensor& input) const {
       positions = Tensor::arange(t, DType::I64, input.device());
       if (parallel_.sequence_parallel) positions = positions.narrow(0, parallel_.tp_rank() * (t / tp), t / tp);
     }
-    h = embed(input, positions);
+    fsdp_pre_forward({0});
+    h = fsdp_post_forward({0}, {embed(input, positions)})[0];
   }
   const RopeTables* rope = cached_rope_tables(t, input.device());
   Generator* dropout_rng = nullptr;
   if (config_.hidden_dropout > 0.0 && is_training())
     dropout_rng = parallel_.sequence_parallel ? &rng_.fork() : &rng_.default_generator();
   ResidualStream stream{h, Tensor()};
-  for (const auto& layer_ptr : layers_) {
-    const TransformerLayer& layer = *layer_ptr;
+  for (size_t k = 0; k < layers_.size(); ++k) {
+    const TransformerLayer& layer = *layers_[k];
+    const size_t unit = k + 1;
+    fsdp_pre_forward({unit});
     if (!recompute_) {
       stream = layer.forward(stream, rope, dropout_rng);
-      continue;
+    } else {
+      std::vector<Generator*> generators;
+      if (dropout_rng) generators.push_back(dropout_rng);
+      auto region = [&layer, rope, dropout_rng](const std::vector<Tensor>& in) {
+        ResidualStream out = layer.forward({in[0], in[1]}, rope, dropout_rng);
+        return std::vector<Tensor>{out.residual, out.pending};
+      };
+      std::vector<Tensor> out = checkpoint(region, {stream.residual, stream.pending}, generators);
+      stream = {out[0], out[1]};
     }
-    std::vector<Generator*> generators;
-    if (dropout_rng) generators.push_back(dropout_rng);
-    auto region = [&layer, rope, dropout_rng](const std::vector<Tensor>& in) {
-      ResidualStream out = layer.forward({in[0], in[1]}, rope, dropout_rng);
-      return std::vector<Tensor>{out.residual, out.pending};
-    };
-    std::vector<Tensor> out = checkpoint(region, {stream.residual, stream.pending}, generators);
+    std::vector<Tensor> out = fsdp_post_forward({unit}, {stream.residual, stream.pending});
     stream = {out[0], out[1]};
   }
   return stream;
@@ -252,7 +257,9 @@ Tensor GptModel::forward(const Tensor& tokens) const {
   TS_CHECK(first_piece_ && last_piece_,
            "GptModel: forward(tokens) runs the whole model, but this is a pipeline piece; "
            "use forward_stage / stage_loss");
-  return full_logits(final_norm(run_layers(tokens)));
+  ResidualStream stream = run_layers(tokens);
+  fsdp_pre_forward(head_units());
+  return fsdp_post_forward(head_units(), {full_logits(final_norm(stream))})[0];
 }
 
 KvCache GptModel::new_kv_cache(int64_t batch, int64_t capacity) const {
@@ -275,6 +282,9 @@ Tensor GptModel::forward(const Tensor& tokens, KvCache& cache) const {
            "(a step's tokens do not split over tp); build the inference model with sequence_parallel = false");
   TS_CHECK(tokens.dim() == 2 && tokens.size(0) == cache.batch(),
            "GptModel: tokens must be [B, T] with B = ", cache.batch(), " (the cache's rows), got ", tokens.shape());
+  TS_CHECK(fsdp_ == nullptr,
+           "GptModel: KV-cache decoding needs the full parameters, but FSDP shards them; call "
+           "gather_full_parameters() and set_fsdp(nullptr) first");
   NoGradGuard no_grad;
   const int64_t b = tokens.size(0), t = tokens.size(1);
   std::vector<int64_t> positions;
@@ -318,9 +328,13 @@ Tensor GptModel::stage_loss(const Tensor& input, const LmBatch& batch, LossReduc
   CrossEntropyOptions options;
   options.loss_mask = batch.loss_mask;
   options.reduction = reduction;
-  Tensor logits_or_shard = logits(final_norm(run_layers(input)));
-  if (parallel_.tp == nullptr) return cross_entropy(logits_or_shard, batch.labels, options);
-  return vocab_parallel_cross_entropy(logits_or_shard, batch.labels, config_.vocab_size, *parallel_.tp, options);
+  ResidualStream stream = run_layers(input);
+  fsdp_pre_forward(head_units());
+  Tensor logits_or_shard = logits(final_norm(stream));
+  Tensor loss = parallel_.tp == nullptr ? cross_entropy(logits_or_shard, batch.labels, options)
+                                        : vocab_parallel_cross_entropy(logits_or_shard, batch.labels,
+                                                                       config_.vocab_size, *parallel_.tp, options);
+  return fsdp_post_forward(head_units(), {loss})[0];
 }
 
 void GptModel::finalize_pipeline_grads(Communicator& embedding_group) const {
@@ -374,6 +388,55 @@ std::vector<bool> GptModel::parameter_is_tensor_parallel_sharded() const {
   std::vector<bool> sharded;
   for (const Tensor& p : parameters()) sharded.push_back(parallel_.tp != nullptr && !replicated.contains(p.impl()));
   return sharded;
+}
+
+std::vector<std::vector<Tensor>> GptModel::fsdp_units() const {
+  TS_CHECK(first_piece_ && last_piece_, "GptModel: FSDP units cover the whole model, but this is a pipeline piece; "
+           "ZeRO-3 does not compose with pipeline parallelism here (use zero_stage 1 or 2 with pp)");
+  std::vector<std::vector<Tensor>> units;
+  units.push_back({word_embeddings_->weight()});
+  if (position_embeddings_) units.back().push_back(position_embeddings_->weight());
+  for (const auto& layer : layers_) units.push_back(layer->parameters());
+  units.push_back(final_norm_->parameters());
+  if (output_layer_) units.back().push_back(output_layer_->weight());
+  // The optimizer's per-parameter flags (tp sharding) are aligned with parameters(): keep the order.
+  std::vector<Tensor> flat;
+  for (const auto& unit : units) flat.insert(flat.end(), unit.begin(), unit.end());
+  const std::vector<Tensor> all = parameters();
+  bool same = flat.size() == all.size();
+  for (size_t i = 0; same && i < flat.size(); ++i) same = flat[i].is_same(all[i]);
+  TS_CHECK(same, "GptModel::fsdp_units: the units do not list parameters() in order; update fsdp_units()");
+  return units;
+}
+
+void GptModel::set_fsdp(FullyShardedDataParallel* fsdp) {
+  if (fsdp != nullptr) {
+    TS_CHECK(!parallel_.sequence_parallel, "GptModel: FSDP (zero_stage 3) does not support sequence_parallel yet; "
+             "set parallel.sequence_parallel to false or use zero_stage 1 or 2");
+    std::vector<std::vector<Tensor>> units = fsdp_units();
+    bool same = units.size() == fsdp->num_units();
+    for (size_t u = 0; same && u < units.size(); ++u) {
+      const std::vector<Tensor>& theirs = fsdp->unit_parameters(u);
+      same = units[u].size() == theirs.size();
+      for (size_t i = 0; same && i < theirs.size(); ++i) same = units[u][i].is_same(theirs[i]);
+    }
+    TS_CHECK(same, "GptModel: set_fsdp needs a FullyShardedDataParallel built from this model's fsdp_units()");
+  }
+  fsdp_ = fsdp;
+}
+
+std::vector<size_t> GptModel::head_units() const {
+  std::vector<size_t> units{layers_.size() + 1};
+  if (!output_layer_) units.push_back(0);
+  return units;
+}
+
+void GptModel::fsdp_pre_forward(const std::vector<size_t>& units) const {
+  if (fsdp_) fsdp_->pre_forward(units);
+}
+
+std::vector<Tensor> GptModel::fsdp_post_forward(const std::vector<size_t>& units, std::vector<Tensor> outputs) const {
+  return fsdp_ ? fsdp_->post_forward(units, std::move(outputs)) : outputs;
 }
 
 }  // namespace tessera

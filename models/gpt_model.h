@@ -52,6 +52,7 @@
 #include "models/kv_cache.h"
 #include "models/model_parallelism.h"
 #include "models/transformer_layer.h"
+#include "parallel/fsdp.h"
 #include "parallel/rng_tracker.h"
 #include "parallel/tensor_parallel_linear.h"
 #include "parallel/vocab_parallel.h"
@@ -123,7 +124,22 @@ class GptModel : public Module {
   // without tp.
   std::vector<bool> parameter_is_tensor_parallel_sharded() const;
 
+  // ---- ZeRO-3 / FSDP (parallel/fsdp.h) ----
+  // The units, whose parameters concatenated are parameters() in order: 0 the embedding (word and
+  // position tables), 1 .. L the layers, L + 1 the head (final norm, untied output layer). A tied
+  // table stays in unit 0 and the head uses it out of order. The whole model only (no pipeline).
+  std::vector<std::vector<Tensor>> fsdp_units() const;
+  // Runs every unit between fsdp->pre_forward and post_forward (nullptr: off). `fsdp` must have
+  // been built from fsdp_units() and outlive its use. Not with sequence parallelism (its
+  // replicated gradients are summed over tp after backward, FSDP has reduced them by then) nor
+  // with KV-cache decoding (gather_full_parameters() and set_fsdp(nullptr) first).
+  void set_fsdp(FullyShardedDataParallel* fsdp);
+
  private:
+  // Around each unit's forward when FSDP is on; identity otherwise.
+  void fsdp_pre_forward(const std::vector<size_t>& units) const;
+  std::vector<Tensor> fsdp_post_forward(const std::vector<size_t>& units, std::vector<Tensor> outputs) const;
+  std::vector<size_t> head_units() const;  // the head, then unit 0 where the table is tied
   // Token embeddings plus, for learned positions, those of `positions` ([T] or [B, T]).
   Tensor embed(const Tensor& tokens, const Tensor& positions) const;
   // Embedding (first piece) and this piece's layers on a piece's input.
@@ -154,6 +170,7 @@ class GptModel : public Module {
   std::vector<Tensor> replicated_parameters_;  // held whole by every tp rank
   Tensor padded_column_mask_;  // single rank, last piece: [Vp] bias, 0 for real columns, -inf for padding
   bool recompute_ = false;
+  FullyShardedDataParallel* fsdp_ = nullptr;
   mutable RngTracker rng_;
   mutable std::mutex rope_mutex_;
   mutable std::map<std::pair<int64_t, std::string>, RopeTables> rope_cache_;

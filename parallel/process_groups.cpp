@@ -64,6 +64,16 @@ ProcessGroups::ProcessGroups(const Communicator& world, const ParallelLayout& la
   cp_ = split_along(world, layout, coords_, &ParallelCoords::cp, "cp");
   dp_ = split_along(world, layout, coords_, &ParallelCoords::dp, "dp");
   pp_ = split_along(world, layout, coords_, &ParallelCoords::pp, "pp");
+  if (layout.pp > 1) {
+    // Every rank takes part in the split; middle-stage ranks get a group of their own (colours
+    // above every member colour) and drop it.
+    const bool member = coords_.pp == 0 || coords_.pp == layout.pp - 1;
+    ParallelCoords first = coords_;
+    first.pp = 0;
+    std::unique_ptr<Communicator> group =
+        world.split(member ? rank_of_coords(layout, first) : world.size() + world.rank(), coords_.pp, "embedding");
+    if (member) embedding_ = std::move(group);
+  }
 }
 
 }  // namespace tessera

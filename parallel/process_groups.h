@@ -3,7 +3,10 @@
 // not split out yet, so ep = 1):
 //   rank = tp_rank + tp * (cp_rank + cp * (dp_rank + dp * pp_rank))
 // ProcessGroups holds this rank's tp, cp, dp and pp communicators (group rank = coordinate)
-// and is passed explicitly to whatever needs it; there is no global state.
+// and is passed explicitly to whatever needs it; there is no global state. With pp > 1 it also
+// holds Megatron's embedding group: the first and the last pp rank of each (tp, cp, dp)
+// coordinate (group rank 0 = pp rank 0), which hold the two copies of tied word embeddings and
+// sum their gradients. Ranks of the middle stages are not members.
 #pragma once
 
 #include <cstdint>
@@ -52,11 +55,13 @@ class ProcessGroups {
   Communicator& cp() const { return *cp_; }
   Communicator& dp() const { return *dp_; }
   Communicator& pp() const { return *pp_; }
+  // The embedding group, or null: on ranks of the middle stages and whenever pp == 1.
+  Communicator* embedding() const { return embedding_.get(); }
 
  private:
   ParallelLayout layout_;
   ParallelCoords coords_;
-  std::unique_ptr<Communicator> tp_, cp_, dp_, pp_;
+  std::unique_ptr<Communicator> tp_, cp_, dp_, pp_, embedding_;
 };
 
 }  // namespace tessera

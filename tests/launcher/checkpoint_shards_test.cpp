@@ -79,6 +79,35 @@ TEST(CheckpointShards, ADirectoryOfAnotherTensorParallelSizeIsRefused) {
             HasSubstr("this run has 2")));
 }
 
+// Pipeline runs: one folder per (tp, pp) rank, tp{r}-pp{s}-of-{tp}x{pp}; any other layout's
+// checkpoints in the directory are refused naming both sizes.
+TEST(CheckpointShards, PipelineRanksGetAFolderPerPieceAndAnotherLayoutIsRefused) {
+  EXPECT_EQ(model_parallel_checkpoint_directory("ckpt", 1, 2, 3, 4), (fs::path("ckpt") / "tp1-pp3-of-2x4").string());
+  EXPECT_EQ(model_parallel_checkpoint_directory("ckpt", 0, 1, 1, 2), (fs::path("ckpt") / "tp0-pp1-of-1x2").string());
+  EXPECT_EQ(model_parallel_checkpoint_directory("ckpt", 1, 2, 0, 1),
+            tensor_parallel_checkpoint_directory("ckpt", 1, 2));
+  EXPECT_EQ(model_parallel_resume("auto", 1, 2, 1, 2), "auto");
+  TemporaryFolder pieces, tp_shards, single;
+  touch(pieces.path() / "tp0-pp0-of-1x2" / "iter_0000010.h5");
+  touch(pieces.path() / "tp0-pp1-of-1x2" / "iter_0000010.h5");
+  touch(tp_shards.path() / "tp0-of-2" / "iter_0000010.h5");
+  touch(single.path() / "iter_0000010.h5");
+  EXPECT_EQ(model_parallel_resume(pieces.path().string(), 0, 1, 1, 2), (pieces.path() / "tp0-pp1-of-1x2").string());
+  EXPECT_THAT(error_of([&] { model_parallel_resume(single.file("iter_0000010.h5"), 0, 1, 1, 2); }),
+              AllOf(HasSubstr("is a single file"), HasSubstr("tp0-pp0-of-1x2/")));
+  EXPECT_NO_THROW(check_checkpoint_directory_model_parallel_size(pieces.path().string(), 1, 2, "checkpoint.save"));
+  EXPECT_THAT(error_of([&] { check_checkpoint_directory_model_parallel_size(pieces.path().string(), 1, 4, "k"); }),
+              AllOf(HasSubstr("k: "), HasSubstr("parallel.pipeline_model_parallel_size = 2"),
+                    HasSubstr("this run has 1 and 4")));
+  EXPECT_THAT(error_of([&] { check_checkpoint_directory_model_parallel_size(pieces.path().string(), 1, 1, "k"); }),
+              HasSubstr("this run has 1 and 1"));
+  EXPECT_THAT(error_of([&] { check_checkpoint_directory_model_parallel_size(tp_shards.path().string(), 2, 2, "k"); }),
+              AllOf(HasSubstr("parallel.pipeline_model_parallel_size = 1 (tp0-of-2/)"), HasSubstr("this run has 2")));
+  EXPECT_THAT(error_of([&] { check_checkpoint_directory_model_parallel_size(single.path().string(), 1, 2, "k"); }),
+              AllOf(HasSubstr("single-rank run"), HasSubstr("iter_0000010.h5")));
+  EXPECT_NO_THROW(check_checkpoint_directory_model_parallel_size(tp_shards.path().string(), 2, 1, "k"));
+}
+
 TEST(CheckpointShards, TheCheckpointsStoredRecipeDecides) {
   TrainingCheckpoint checkpoint;
   checkpoint.config_yaml = "model:\n  preset: llama-tiny\nparallel:\n  tensor_model_parallel_size: 2\n";

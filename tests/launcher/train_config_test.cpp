@@ -52,6 +52,10 @@ class TrainConfigTest : public ::testing::Test {
     return "no error";
   }
 
+  TrainConfig config_of(const std::string& yaml, const std::vector<std::string>& overrides, int world_size) const {
+    return train_config_from_recipe(Recipe::parse(yaml, "r.yaml", overrides), launch_of(world_size));
+  }
+
   static LaunchContext launch_of(int world_size) { return {.rank = 0, .world_size = world_size}; }
 
   std::filesystem::path dir_;
@@ -127,8 +131,6 @@ TEST_F(TrainConfigTest, SequenceParallelNeedsTensorParallelismAndADivisibleSeque
 }
 
 TEST_F(TrainConfigTest, WhatThisBuildCannotRunYetIsRefusedWithWhatBringsIt) {
-  EXPECT_THAT(error_of(recipe(), {"parallel.pipeline_model_parallel_size=2"}, 2),
-              AllOf(HasSubstr("parallel.pipeline_model_parallel_size = 2"), HasSubstr("pipeline schedules")));
   EXPECT_THAT(error_of(recipe(), {"parallel.context_parallel_size=2"}, 2), HasSubstr("context parallelism arrives"));
   EXPECT_THAT(error_of(recipe(), {"parallel.zero_stage=3"}, 2),
               AllOf(HasSubstr("parallel.zero_stage = 3"), HasSubstr("arrives with FSDP")));
@@ -143,6 +145,67 @@ TEST_F(TrainConfigTest, WhatThisBuildCannotRunYetIsRefusedWithWhatBringsIt) {
               HasSubstr("parallel.ddp_bucket_size_mb must be > 0"));
   EXPECT_THAT(error_of(recipe(), {"parallel.tensor_model_parallel_size=2", "train.precision=fp16"}, 2),
               AllOf(HasSubstr("train.precision = fp16"), HasSubstr("use bf16")));
+}
+
+TEST_F(TrainConfigTest, PipelineLayoutAndScheduleAreResolvedFromTheRecipe) {
+  // 8 samples of micro-batch 1 on dp 1: 8 micro-batches per step.
+  const std::vector<std::string> pp2 = {"parallel.pipeline_model_parallel_size=2", "train.micro_batch_size=1",
+                                        "model.num_layers=4"};
+  TrainConfig plain = config_of(recipe(), pp2, 2);
+  EXPECT_EQ(plain.layout.pp, 2);
+  EXPECT_EQ(plain.layout.dp, 1);
+  EXPECT_EQ(plain.pipeline_schedule, PipelineScheduleKind::OneFOneB);
+  EXPECT_EQ(PipelineLayout(plain.pipeline).layers(1, 0), (std::vector<int64_t>{2, 3}));
+
+  std::vector<std::string> interleaved = pp2;
+  interleaved.push_back("parallel.virtual_pipeline_model_parallel_size=2");
+  TrainConfig chunks = config_of(recipe(), interleaved, 4);
+  EXPECT_EQ(chunks.layout.dp, 2);
+  EXPECT_EQ(chunks.pipeline_schedule, PipelineScheduleKind::Interleaved1F1B);
+  EXPECT_EQ(PipelineLayout(chunks.pipeline).layers(0, 1), (std::vector<int64_t>{2}));
+
+  std::vector<std::string> gpipe = pp2;
+  gpipe.push_back("parallel.pipeline_schedule=gpipe");
+  EXPECT_EQ(config_of(recipe(), gpipe, 2).pipeline_schedule, PipelineScheduleKind::GPipe);
+
+  // A layout string implies vpp: 4 virtual stages on pp 2.
+  std::vector<std::string> string_layout = pp2;
+  string_layout.push_back("parallel.pipeline_model_parallel_layout=Et|t|t|tL");
+  TrainConfig from_string = config_of(recipe(), string_layout, 2);
+  EXPECT_EQ(PipelineLayout(from_string.pipeline).vpp(), 2);
+  EXPECT_EQ(from_string.pipeline_schedule, PipelineScheduleKind::Interleaved1F1B);
+}
+
+TEST_F(TrainConfigTest, BadPipelineOptionsAreRefusedNamingTheKey) {
+  const std::vector<std::string> pp2 = {"parallel.pipeline_model_parallel_size=2", "train.micro_batch_size=1",
+                                        "model.num_layers=4"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.begin(), pp2.begin(), pp2.end());
+    return extra;
+  };
+  EXPECT_THAT(error_of(recipe(), with({"model.num_layers=3"}), 2),
+              AllOf(HasSubstr("parallel.pipeline_model_parallel_size: "), HasSubstr("num_layers 3 is not divisible")));
+  EXPECT_THAT(error_of(recipe(), with({"parallel.decoder_first_pipeline_num_layers=5"}), 2),
+              HasSubstr("parallel.decoder_first_pipeline_num_layers: "));
+  EXPECT_THAT(error_of(recipe(), with({"parallel.pipeline_model_parallel_layout=Et|ttL"}), 2),
+              AllOf(HasSubstr("parallel.pipeline_model_parallel_layout: "),
+                    HasSubstr("places 3 transformer layers (t) but num_layers is 4")));
+  EXPECT_THAT(
+      error_of(recipe(), with({"parallel.virtual_pipeline_model_parallel_size=2", "train.global_batch_size=3"}), 2),
+      AllOf(HasSubstr("parallel.pipeline_schedule interleaved_1f1b"), HasSubstr("3 micro-batches")));
+  EXPECT_THAT(error_of(recipe(),
+                       with({"parallel.pipeline_schedule=1f1b", "parallel.virtual_pipeline_model_parallel_size=2"}), 2),
+              HasSubstr("parallel.pipeline_schedule 1f1b with parallel.virtual_pipeline_model_parallel_size 2"));
+  EXPECT_THAT(
+      error_of(recipe(), with({"parallel.zero_stage=2"}), 4),
+      AllOf(HasSubstr("parallel.zero_stage = 2 with parallel.pipeline_model_parallel_size = 2"), HasSubstr("use 1")));
+  EXPECT_THAT(error_of(recipe(), with({"parallel.virtual_pipeline_model_parallel_size=2", "checkpoint.save=ckpt"}), 2),
+              HasSubstr("checkpoint.save with parallel.virtual_pipeline_model_parallel_size = 2 is not supported"));
+  EXPECT_THAT(error_of(recipe(), {"parallel.virtual_pipeline_model_parallel_size=2"}),
+              HasSubstr("pipeline options are set but parallel.pipeline_model_parallel_size = 1"));
+  EXPECT_THAT(error_of(recipe(), with({}), 3),
+              HasSubstr("parallel.tensor_model_parallel_size = 1 x parallel.pipeline_model_parallel_size = 2 does not "
+                        "divide the 3 launched rank(s)"));
 }
 
 TEST_F(TrainConfigTest, InconsistentModelAndScheduleAreRefused) {

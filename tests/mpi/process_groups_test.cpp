@@ -88,6 +88,42 @@ TEST(ProcessGroupsTest, GroupsFollowMegatronRankOrder) {
   EXPECT_GE(checked, 3) << "world size " << world.size() << " matched too few layouts";
 }
 
+// Megatron's embedding group: for each (tp, cp, dp) coordinate, the ranks of pp rank 0 and
+// pp rank pp-1 (the table's ranks agreeing on the other axes), in that order; middle stages and
+// pp = 1 layouts have none.
+TEST(ProcessGroupsTest, EmbeddingGroupHoldsTheFirstAndLastStage) {
+  MpiCommunicator world(MPI_COMM_WORLD, "world");
+  const std::vector<ParallelLayout> layouts = {{.pp = 2},          {.tp = 2, .pp = 2}, {.pp = 4},
+                                               {.pp = 2, .dp = 2}, {.dp = 2},          {.tp = 2, .dp = 2}};
+  int checked = 0;
+  for (const ParallelLayout& layout : layouts) {
+    if (layout.product() != world.size()) continue;
+    ++checked;
+    ProcessGroups groups(world, layout);
+    std::vector<Coordinates> table = megatron_rank_table(layout);
+    const Coordinates& mine = table[world.rank()];
+    std::vector<int> expected;
+    for (int pp : {0, layout.pp - 1}) {
+      if (layout.pp == 1 || (mine[kPp] != 0 && mine[kPp] != layout.pp - 1)) break;
+      for (size_t other = 0; other < table.size(); ++other) {
+        if (table[other][kTp] == mine[kTp] && table[other][kCp] == mine[kCp] && table[other][kDp] == mine[kDp] &&
+            table[other][kPp] == pp)
+          expected.push_back(static_cast<int>(other));
+      }
+    }
+    Communicator* group = groups.embedding();
+    if (expected.empty()) {
+      EXPECT_EQ(group, nullptr) << layout_name(layout) << " rank " << world.rank();
+      continue;
+    }
+    ASSERT_NE(group, nullptr) << layout_name(layout) << " rank " << world.rank();
+    EXPECT_EQ(members_of(*group, world.rank()), expected) << layout_name(layout);
+    EXPECT_EQ(group->rank(), mine[kPp] == 0 ? 0 : 1) << layout_name(layout);
+  }
+  EXPECT_GE(checked, 1) << "world size " << world.size() << " matched no layout";
+  world.barrier();
+}
+
 TEST(ProcessGroupsTest, BadLayoutsAreRejectedBeforeCommunication) {
   MpiCommunicator world(MPI_COMM_WORLD, "world");
   auto message_of = [](auto&& call) -> std::string {
