@@ -99,6 +99,27 @@ void DistributedOptimizer::gather_parameters() {
   }
 }
 
+double sharded_grad_norm_squared(const std::vector<Tensor>& replicated,
+                                 const std::vector<Tensor>& tensor_parallel_sharded, Communicator& dp,
+                                 Communicator* tp) {
+  auto sum_squares = [&](const std::vector<Tensor>& grads) {
+    Tensor out = Tensor::zeros({1}, DType::F32, dp.device());
+    if (!grads.empty()) backend_for(dp.device()).sum_squares(grads, out);
+    return double(out.item());
+  };
+  Tensor sums = Tensor::from_vector(
+                    std::vector<double>{sum_squares(replicated), sum_squares(tensor_parallel_sharded)}, {2})
+                    .to(dp.device());
+  dp.all_reduce(sums, ReduceOp::Sum);
+  std::vector<double> s = sums.to_vector<double>();
+  if (tp) {
+    Tensor over_tp = Tensor::from_vector(std::vector<double>{s[1]}, {1}).to(tp->device());
+    tp->all_reduce(over_tp, ReduceOp::Sum);
+    s[1] = over_tp.item();
+  }
+  return s[0] + s[1];
+}
+
 double DistributedOptimizer::grad_norm_squared(const std::vector<bool>& tensor_parallel_sharded,
                                                Communicator* tp) const {
   TS_CHECK(tp == nullptr || tensor_parallel_sharded.size() == parameters_.size(),
@@ -110,22 +131,7 @@ double DistributedOptimizer::grad_norm_squared(const std::vector<bool>& tensor_p
     Tensor grad = ddp_.bucket_grad_shard(piece.bucket).narrow(0, in_bucket, piece.numel);
     (tp && tensor_parallel_sharded[piece.parameter] ? sharded : replicated).push_back(grad);
   }
-  auto sum_squares = [&](const std::vector<Tensor>& grads) {
-    Tensor out = Tensor::zeros({1}, DType::F32, master_.device());
-    if (!grads.empty()) backend_for(master_.device()).sum_squares(grads, out);
-    return double(out.item());
-  };
-  Communicator& dp = ddp_.communicator();
-  Tensor sums =
-      Tensor::from_vector(std::vector<double>{sum_squares(replicated), sum_squares(sharded)}, {2}).to(dp.device());
-  dp.all_reduce(sums, ReduceOp::Sum);
-  std::vector<double> s = sums.to_vector<double>();
-  if (tp) {
-    Tensor over_tp = Tensor::from_vector(std::vector<double>{s[1]}, {1}).to(tp->device());
-    tp->all_reduce(over_tp, ReduceOp::Sum);
-    s[1] = over_tp.item();
-  }
-  return s[0] + s[1];
+  return sharded_grad_norm_squared(replicated, sharded, ddp_.communicator(), tp);
 }
 
 ZeroMemoryReport DistributedOptimizer::memory_report() const {

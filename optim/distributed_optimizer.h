@@ -51,6 +51,14 @@ struct ZeroMemoryReport {
   size_t total() const { return parameters + gradients + optimizer_state; }
 };
 
+// The squared global gradient norm from this rank's gradient shards (ZeRO and FSDP): the sums
+// of squares of `replicated` and `tensor_parallel_sharded` pieces are added over `dp`, and the
+// tensor-parallel part also over `tp` (replicated parameters are counted once). Collective over
+// dp (and tp when given).
+double sharded_grad_norm_squared(const std::vector<Tensor>& replicated,
+                                 const std::vector<Tensor>& tensor_parallel_sharded, Communicator& dp,
+                                 Communicator* tp);
+
 class DistributedOptimizer final : public Optimizer {
  public:
   // `ddp` (GradSync::ReduceScatter or Sharded) must outlive this object; its parameters must all

@@ -88,22 +88,7 @@ double FsdpOptimizer::grad_norm_squared(const std::vector<bool>& tensor_parallel
     Tensor grad = fsdp_.grad_shard(piece.bucket).narrow(0, piece.shard_offset - unit_offset_[piece.bucket], piece.numel);
     (tp && tensor_parallel_sharded[piece.parameter] ? sharded : replicated).push_back(grad);
   }
-  auto sum_squares = [&](const std::vector<Tensor>& grads) {
-    Tensor out = Tensor::zeros({1}, DType::F32, master_.device());
-    if (!grads.empty()) backend_for(master_.device()).sum_squares(grads, out);
-    return double(out.item());
-  };
-  Communicator& dp = fsdp_.communicator();
-  Tensor sums =
-      Tensor::from_vector(std::vector<double>{sum_squares(replicated), sum_squares(sharded)}, {2}).to(dp.device());
-  dp.all_reduce(sums, ReduceOp::Sum);
-  std::vector<double> s = sums.to_vector<double>();
-  if (tp) {
-    Tensor over_tp = Tensor::from_vector(std::vector<double>{s[1]}, {1}).to(tp->device());
-    tp->all_reduce(over_tp, ReduceOp::Sum);
-    s[1] = over_tp.item();
-  }
-  return s[0] + s[1];
+  return sharded_grad_norm_squared(replicated, sharded, fsdp_.communicator(), tp);
 }
 
 ZeroMemoryReport FsdpOptimizer::memory_report() const {

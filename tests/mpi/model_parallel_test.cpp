@@ -30,8 +30,12 @@
 namespace tessera {
 namespace {
 
+using testing::counted_tokens;
 using testing::expect_rejected;
+using testing::gather_shards;
 using testing::relative_error;
+using testing::Split;
+using testing::split_of;
 
 constexpr double kTolerance = 1e-5;
 constexpr uint64_t kSeed = 2024;
@@ -88,14 +92,6 @@ LmBatch rows_of(const LmBatch& batch, int64_t start, int64_t count) {
           batch.loss_mask.narrow(0, start, count).contiguous()};
 }
 
-// The tokens that count in the whole batch (what a Mean loss divides by).
-double counted_tokens(const LmBatch& batch) {
-  std::vector<int64_t> labels = batch.labels.to_vector<int64_t>();
-  std::vector<float> mask = batch.loss_mask.to_vector<float>();
-  double count = 0;
-  for (size_t i = 0; i < labels.size(); ++i) count += labels[i] == -100 ? 0.0 : mask[i];
-  return count;
-}
 
 // The single-rank run: losses of kSteps AdamW steps on the whole batch, first-step gradients.
 struct Reference {
@@ -121,40 +117,6 @@ Reference single_rank_run(const TransformerConfig& config) {
   return reference;
 }
 
-// How Megatron splits a parameter over tp: along `dim`, in `blocks` separately split blocks
-// (SwiGLU's fc1: gate and up); vocabulary tables are padded per tp size.
-struct Split {
-  bool sharded = false;
-  int64_t dim = 0;
-  int64_t blocks = 1;
-  bool vocabulary = false;
-};
-
-bool ends_with(const std::string& name, const std::string& suffix) {
-  return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-Split split_of(const std::string& name, const TransformerConfig& config) {
-  if (ends_with(name, "word_embeddings.weight") || ends_with(name, "output_layer.weight"))
-    return {.sharded = true, .vocabulary = true};
-  if (ends_with(name, "linear_qkv.weight") || ends_with(name, "linear_qkv.bias")) return {.sharded = true};
-  if (ends_with(name, "linear_fc1.weight") || ends_with(name, "linear_fc1.bias"))
-    return {.sharded = true, .blocks = config.activation == Activation::SwiGLU ? 2 : 1};
-  if (ends_with(name, "linear_proj.weight") || ends_with(name, "linear_fc2.weight")) return {.sharded = true, .dim = 1};
-  return {};
-}
-
-// The full tensor from every tp rank's shard.
-Tensor gather_shards(const Tensor& shard, Communicator& tp, const Split& split) {
-  Tensor all = Tensor::empty({tp.size(), shard.numel()});
-  tp.all_gather(shard.contiguous().reshape({1, shard.numel()}), all);
-  std::vector<Tensor> pieces;
-  for (int64_t block = 0; block < split.blocks; ++block) {
-    for (int q = 0; q < tp.size(); ++q)
-      pieces.push_back(chunk(all.narrow(0, q, 1).view(shard.shape()), split.blocks, split.dim)[block]);
-  }
-  return cat(pieces, split.dim);
-}
 
 // Every gathered gradient against the single-rank one; vocabulary tables on their real rows,
 // the padded rows (more of them under tp) zero on both sides.

@@ -1,6 +1,7 @@
-// Helpers shared by the tensor-parallel tests in tests/mpi: a relative error for comparing a
-// parallel run against the single-rank one, seeded random tensors, and the check that an error
-// is one line naming its reason.
+// Helpers shared by the model-parallel tests in tests/mpi: a relative error for comparing a
+// parallel run against the single-rank one, seeded random tensors, the check that an error is
+// one line naming its reason, the tokens a batch's mean loss divides by, and Megatron's
+// tensor-parallel split of each GptModel parameter with the gather that undoes it.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,7 +12,10 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/ops/ops.h"
 #include "core/ops/random_ops.h"
+#include "models/gpt_model.h"
+#include "parallel/communicator.h"
 
 namespace tessera::testing {
 
@@ -43,6 +47,50 @@ void expect_rejected(Build build, const std::string& reason) {
     EXPECT_NE(message.find(reason), std::string::npos) << message;
     EXPECT_EQ(message.find('\n'), std::string::npos) << "not one line: " << message;
   }
+}
+
+// The tokens that count in the whole batch (what a Mean loss divides by).
+inline double counted_tokens(const LmBatch& batch) {
+  std::vector<int64_t> labels = batch.labels.to_vector<int64_t>();
+  std::vector<float> mask = batch.loss_mask.to_vector<float>();
+  double count = 0;
+  for (size_t i = 0; i < labels.size(); ++i) count += labels[i] == -100 ? 0.0 : mask[i];
+  return count;
+}
+
+// How Megatron splits a parameter over tp: along `dim`, in `blocks` separately split blocks
+// (SwiGLU's fc1: gate and up); vocabulary tables are padded per tp size.
+struct Split {
+  bool sharded = false;
+  int64_t dim = 0;
+  int64_t blocks = 1;
+  bool vocabulary = false;
+};
+
+inline bool ends_with(const std::string& name, const std::string& suffix) {
+  return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+inline Split split_of(const std::string& name, const TransformerConfig& config) {
+  if (ends_with(name, "word_embeddings.weight") || ends_with(name, "output_layer.weight"))
+    return {.sharded = true, .vocabulary = true};
+  if (ends_with(name, "linear_qkv.weight") || ends_with(name, "linear_qkv.bias")) return {.sharded = true};
+  if (ends_with(name, "linear_fc1.weight") || ends_with(name, "linear_fc1.bias"))
+    return {.sharded = true, .blocks = config.activation == Activation::SwiGLU ? 2 : 1};
+  if (ends_with(name, "linear_proj.weight") || ends_with(name, "linear_fc2.weight")) return {.sharded = true, .dim = 1};
+  return {};
+}
+
+// The full tensor from every tp rank's shard (collective over tp).
+inline Tensor gather_shards(const Tensor& shard, Communicator& tp, const Split& split) {
+  Tensor all = Tensor::empty({tp.size(), shard.numel()});
+  tp.all_gather(shard.contiguous().reshape({1, shard.numel()}), all);
+  std::vector<Tensor> pieces;
+  for (int64_t block = 0; block < split.blocks; ++block) {
+    for (int q = 0; q < tp.size(); ++q)
+      pieces.push_back(chunk(all.narrow(0, q, 1).view(shard.shape()), split.blocks, split.dim)[block]);
+  }
+  return cat(pieces, split.dim);
 }
 
 }  // namespace tessera::testing
