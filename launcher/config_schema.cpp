@@ -48,8 +48,13 @@ const std::vector<KeySpec>& config_schema() {
       {"parallel", "context_parallel_size", K::Int, "1", "context-parallel ranks", 1},
       {"parallel", "sequence_parallel", K::Bool, "false", "shard norms/dropout along the sequence (needs TP > 1)"},
       {"parallel", "zero_stage", K::Int, "0",
-       "ZeRO stage: 1 shards the optimizer state over data-parallel ranks, 2 also the gradients (3 = FSDP, not yet)",
+       "ZeRO stage: 1 shards the optimizer state over data-parallel ranks, 2 also the gradients, 3 also the "
+       "parameters (FSDP: each transformer layer gathered just in time)",
        0.0, 3.0},
+      {"parallel", "fsdp", K::Bool, "false", "FSDP: the same as zero_stage 3"},
+      {"parallel", "fsdp_prefetch", K::Int, "1",
+       "zero_stage 3: units (transformer layers) all-gathered ahead of use in forward and backward; more overlaps "
+       "more communication and holds more gathered parameters", 0},
       {"parallel", "ddp_bucket_size_mb", K::Float, "40",
        "data-parallel gradient all-reduce bucket size in MiB of f32 gradients (smaller buckets start reducing "
        "earlier in backward, larger ones make fewer calls)", 0.0},

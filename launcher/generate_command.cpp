@@ -9,7 +9,7 @@
 #include "core/check.h"
 #include "core/cuda/runtime.h"
 #include "data/tokenizer.h"
-#include "launcher/checkpoint_directory.h"
+#include "launcher/checkpoint_argument.h"
 #include "launcher/checkpoint_state.h"
 #include "launcher/recipe.h"
 #include "launcher/train_config.h"
@@ -18,16 +18,6 @@
 namespace tessera {
 
 namespace {
-
-LoadedCheckpoint load_checkpoint(const std::string& path) {
-  TS_CHECK(std::filesystem::exists(path), "generate: --checkpoint ", path,
-           " does not exist (give a checkpoint file iter_NNNNNNN.h5 or the run's checkpoint.save directory)");
-  if (!std::filesystem::is_directory(path)) return {path, read_checkpoint_file(path)};
-  std::optional<LoadedCheckpoint> latest =
-      load_latest_checkpoint(path, [](const std::string& message) { fmt::print(stderr, "warning: {}\n", message); });
-  TS_CHECK(latest.has_value(), "generate: --checkpoint ", path, " holds no checkpoint (iter_NNNNNNN.h5)");
-  return std::move(*latest);
-}
 
 Tokenizer load_tokenizer(const GenerateCommandOptions& options, const Recipe& recipe, const std::string& source) {
   if (!options.tokenizer.empty()) return Tokenizer::load(options.tokenizer);
@@ -95,7 +85,7 @@ CLI::App* add_generate_subcommand(CLI::App& app, GenerateCommandOptions& options
 }
 
 int run_generate_command(const GenerateCommandOptions& options) {
-  LoadedCheckpoint loaded = load_checkpoint(options.checkpoint);
+  LoadedCheckpoint loaded = load_checkpoint_argument(options.checkpoint, "generate");
   const Recipe recipe = Recipe::parse(loaded.checkpoint.config_yaml, loaded.path + " (saved configuration)");
   const TransformerConfig config = model_config_from_recipe(recipe);
   const Tokenizer tokenizer = load_tokenizer(options, recipe, loaded.path);

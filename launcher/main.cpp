@@ -7,6 +7,7 @@
 //   tessera generate    sample text from a checkpoint (KV cache, temperature/top-k/top-p)
 //   tessera export      write a checkpoint as a Hugging Face folder or a llama.cpp GGUF file
 //   tessera import      turn a Hugging Face GPT-2 / Llama folder into a checkpoint
+//   tessera logits      a checkpoint's logits for token rows (.npy -> safetensors), for checks
 //   tessera doctor      diagnose a run: `doctor hang RUN_DIR` names the rank and collective that
 //                       diverged, from the flight-recorder dumps of a hung multi-rank run
 #include <fmt/format.h>
@@ -20,6 +21,7 @@
 #include "launcher/export_command.h"
 #include "launcher/generate_command.h"
 #include "launcher/import_command.h"
+#include "launcher/logits_command.h"
 #include "launcher/preprocess_command.h"
 #include "launcher/toy_train.h"
 #include "launcher/train_command.h"
@@ -73,6 +75,8 @@ int main(int argc, char** argv) {
   CLI::App* export_command = tessera::add_export_subcommand(app, export_options);
   tessera::ImportCommandOptions import_options;
   CLI::App* import_command = tessera::add_import_subcommand(app, import_options);
+  tessera::LogitsCommandOptions logits_options;
+  CLI::App* logits = tessera::add_logits_subcommand(app, logits_options);
   tessera::DoctorOptions doctor_options;
   CLI::App* doctor = tessera::add_doctor_subcommand(app, doctor_options);
   CLI11_PARSE(app, argc, argv);
@@ -87,6 +91,7 @@ int main(int argc, char** argv) {
     if (*generate) return tessera::run_generate_command(generate_options);
     if (*export_command) return tessera::run_export_command(export_options);
     if (*import_command) return tessera::run_import_command(import_options);
+    if (*logits) return tessera::run_logits_command(logits_options);
     if (*doctor) return tessera::run_doctor_command(doctor_options);
   } catch (const tessera::Error& e) {
     fmt::print(stderr, "tessera: error: {}\n", e.what());

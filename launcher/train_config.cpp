@@ -59,9 +59,6 @@ void check_not_yet_supported(const Recipe& r) {
   constexpr const char* kCp = "parallel.context_parallel_size";
   TS_CHECK(r.get_int(kCp) == 1, r.origin(kCp), ": ", kCp, " = ", r.get_int(kCp),
            ": context parallelism arrives with ring attention; set it to 1");
-  TS_CHECK(r.get_int("parallel.zero_stage") <= 2, r.origin("parallel.zero_stage"),
-           ": parallel.zero_stage = ", r.get_int("parallel.zero_stage"),
-           ": ZeRO-3 (sharded parameters) arrives with FSDP; use 0, 1 (sharded optimizer state) or 2 (and gradients)");
 }
 
 // tp and pp from the recipe, dp from what is left of the world; checked against the world and the model.
@@ -89,6 +86,39 @@ ParallelLayout layout_from(const Recipe& r, int world_size, const TransformerCon
              " must be divisible by ", kTp, " ", layout.tp, " with parallel.sequence_parallel");
   }
   return layout;
+}
+
+// parallel.zero_stage, with parallel.fsdp: true as another name for 3, and what stage 3 (FSDP,
+// parallel/fsdp.h) cannot run with yet, refused before anything is built. One process: every
+// stage has no effect, so nothing is refused there.
+int zero_stage_from(const Recipe& r, const ParallelLayout& layout, int world_size) {
+  constexpr const char* kZero = "parallel.zero_stage";
+  constexpr const char* kFsdp = "parallel.fsdp";
+  int stage = int(r.get_int(kZero));
+  const bool fsdp = r.get_bool(kFsdp);
+  if (fsdp) {
+    TS_CHECK(stage == 3 || r.origin(kZero) == "default", r.origin(kFsdp), ": parallel.fsdp = true contradicts ", kZero,
+             " = ", stage, " (", r.origin(kZero), "); FSDP is zero_stage 3: set one of them only");
+    stage = 3;
+  }
+  if (stage != 3 || world_size == 1) return stage;
+  const std::string origin = r.origin(fsdp ? kFsdp : kZero);
+  const std::string what = fsdp ? "parallel.fsdp = true" : "parallel.zero_stage = 3";
+  // Sequence parallelism sums the replicated norm gradients over tp after backward; FSDP has
+  // reduce-scattered and dropped them by then.
+  TS_CHECK(!r.get_bool("parallel.sequence_parallel"), origin, ": ", what,
+           " with parallel.sequence_parallel is not supported (FSDP drops whole gradients before their tp sum); set "
+           "sequence_parallel false or use zero_stage 1");
+  TS_CHECK(layout.pp == 1, origin, ": ", what, " with ", kPp, " = ", layout.pp,
+           " is not supported (FSDP shards the whole model, not a pipeline stage); use zero_stage 1 with pipelines");
+  TS_CHECK(r.get_string("checkpoint.save").empty(), r.origin("checkpoint.save"), ": checkpoint.save with ", what,
+           " is not supported yet: sharded parameters are saved by the distributed checkpoint (issue 11); leave "
+           "checkpoint.save empty or use zero_stage 2");
+  const std::string resume = r.get_string("train.resume");
+  TS_CHECK(resume == "auto" || resume == "none", r.origin("train.resume"), ": train.resume = ", resume, " with ", what,
+           " is not supported yet: sharded parameters are restored by the distributed checkpoint (issue 11); use "
+           "train.resume auto or none, or zero_stage 2");
+  return stage;
 }
 
 // The recipe key a PipelineLayout refusal is about: a pipeline option the recipe sets that the
@@ -190,7 +220,8 @@ TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launc
   c.ddp_bucket_size_mb = r.get_float("parallel.ddp_bucket_size_mb");
   TS_CHECK(c.ddp_bucket_size_mb > 0.0, r.origin("parallel.ddp_bucket_size_mb"),
            ": parallel.ddp_bucket_size_mb must be > 0, got ", c.ddp_bucket_size_mb);
-  c.zero_stage = int(r.get_int("parallel.zero_stage"));
+  c.zero_stage = zero_stage_from(r, c.layout, launch.world_size);
+  c.fsdp_prefetch = int(r.get_int("parallel.fsdp_prefetch"));
   // ZeRO-2 drops each parameter's gradient once it is staged for the reduce-scatter, before
   // sequence parallelism's tp sum of the norm gradients could run.
   TS_CHECK(c.zero_stage < 2 || !c.sequence_parallel, r.origin("parallel.zero_stage"),

@@ -46,7 +46,10 @@ struct TrainConfig {
   PipelineScheduleKind pipeline_schedule = PipelineScheduleKind::OneFOneB;
   bool pipeline_trace = false;  // logging.pipeline_trace: Chrome trace of the first step in run_dir
   double ddp_bucket_size_mb = 40.0;  // DistributedDataParallel's gradient bucket target
-  int zero_stage = 0;  // 1: optimizer state sharded over dp, 2: gradients too (optim/distributed_optimizer.h)
+  // 1: optimizer state sharded over dp, 2: gradients too (optim/distributed_optimizer.h), 3: parameters
+  // too (parallel/fsdp.h; parallel.fsdp: true is the same).
+  int zero_stage = 0;
+  int fsdp_prefetch = 1;  // zero_stage 3: units all-gathered ahead of use (FsdpOptions::prefetch)
   double distributed_timeout_minutes = 10.0;  // the watchdog's hang timeout (multi-rank runs)
 
   int64_t micro_batch_size = 1;

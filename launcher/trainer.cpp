@@ -23,9 +23,11 @@
 #include "models/gpt_model.h"
 #include "models/gpt_pipeline_stage.h"
 #include "optim/distributed_optimizer.h"
+#include "optim/fsdp_optimizer.h"
 #include "optim/grad_norm.h"
 #include "optim/loss_scaler.h"
 #include "parallel/distributed_data_parallel.h"
+#include "parallel/fsdp.h"
 #include "parallel/pipeline_executor.h"
 
 namespace tessera {
@@ -107,6 +109,7 @@ struct RankRole {
   const ProcessGroups* groups = nullptr;
   bool logs = true;            // global rank 0: logs and writes the run directory
   bool zero = false;           // ZeRO: the optimizer state is sharded over data-parallel ranks
+  bool fsdp = false;           // ZeRO-3: the parameters and gradients too (no DDP)
   bool saves = true;           // data-parallel rank 0 (every dp rank with ZeRO): saves its checkpoint
   std::string tp_dir;          // this (tp, pp) rank's folder of checkpoint.save
   std::string checkpoint_dir;  // the folder this rank saves into: tp_dir, or its dp folder with ZeRO
@@ -115,6 +118,7 @@ struct RankRole {
     ParallelCoords at = groups ? groups->coords() : ParallelCoords{};
     logs = at == ParallelCoords{};
     zero = groups && c.zero_stage > 0;
+    fsdp = groups && c.zero_stage == 3;
     saves = (zero || at.dp == 0) && at.cp == 0;
     tp_dir = model_parallel_checkpoint_directory(c.save_dir, at.tp, c.layout.tp, at.pp, c.layout.pp);
     checkpoint_dir = zero ? data_parallel_checkpoint_directory(tp_dir, at.dp, c.layout.dp) : tp_dir;
@@ -149,14 +153,16 @@ class TrainingRun {
   const TrainConfig& c_;
   const Trainer::Log& log_;
   const RankRole& role_;
-  std::unique_ptr<RunFiles> files_;               // on the logging rank only
-  std::unique_ptr<GptModel> model_;               // without pipeline parallelism
-  std::unique_ptr<GptPipelineStage> stage_;       // with pipeline parallelism: this pp rank's chunks
-  std::unique_ptr<PipelineExecutor> executor_;    // with pipeline parallelism
-  std::unique_ptr<DistributedDataParallel> ddp_;  // with process groups
+  std::unique_ptr<RunFiles> files_;                 // on the logging rank only
+  std::unique_ptr<GptModel> model_;                 // without pipeline parallelism
+  std::unique_ptr<GptPipelineStage> stage_;         // with pipeline parallelism: this pp rank's chunks
+  std::unique_ptr<PipelineExecutor> executor_;      // with pipeline parallelism
+  std::unique_ptr<DistributedDataParallel> ddp_;    // with process groups, except ZeRO-3
+  std::unique_ptr<FullyShardedDataParallel> fsdp_;  // ZeRO-3 with process groups: drives model_'s units
   std::vector<Tensor> parameters_;
   std::unique_ptr<AdamW> adamw_;                // without ZeRO
   std::unique_ptr<DistributedOptimizer> zero_;  // with ZeRO (parallel.zero_stage 1 or 2)
+  std::unique_ptr<FsdpOptimizer> zero3_;        // with ZeRO-3
   LrSchedule schedule_;
   DynamicLossScaler scaler_;
   SplitDatasets datasets_;
@@ -171,11 +177,21 @@ class TrainingRun {
 // buffers of their own and f32 ones accumulate as autograd allocates.
 std::unique_ptr<DistributedDataParallel> make_ddp(const TrainConfig& c, const RankRole& role,
                                                   const std::vector<Tensor>& parameters) {
-  if (!role.groups) return nullptr;
+  if (!role.groups || role.fsdp) return nullptr;
   GradSync sync = !role.zero ? GradSync::AllReduce : c.zero_stage == 1 ? GradSync::ReduceScatter : GradSync::Sharded;
   return std::make_unique<DistributedDataParallel>(
       parameters, role.groups->dp(),
       DdpOptions{.bucket_size_mb = c.ddp_bucket_size_mb, .reduction = ReduceOp::Sum, .grad_sync = sync});
+}
+
+// ZeRO-3: shards the model's units over dp (each rank passes the same full values: every rank
+// builds the model from the same seed) and makes the model gather them around each unit.
+std::unique_ptr<FullyShardedDataParallel> make_fsdp(const TrainConfig& c, const RankRole& role, GptModel* model) {
+  if (!role.fsdp) return nullptr;
+  auto fsdp = std::make_unique<FullyShardedDataParallel>(
+      model->fsdp_units(), role.groups->dp(), FsdpOptions{.prefetch = c.fsdp_prefetch, .reduction = ReduceOp::Sum});
+  model->set_fsdp(fsdp.get());
+  return fsdp;
 }
 
 std::unique_ptr<GptModel> make_model(const TrainConfig& c, const RankRole& role) {
@@ -222,9 +238,11 @@ TrainingRun::TrainingRun(const TrainConfig& config, const Trainer::Log& log, con
       model_(make_model(config, role)),
       stage_(make_stage(config, role)),
       ddp_(make_ddp(config, role, model_parameters(model_.get(), stage_.get()))),
-      parameters_(ddp_ ? model_parameters(model_.get(), stage_.get()) : parameters_with_f32_grads(*model_)),
+      fsdp_(make_fsdp(config, role, model_.get())),
+      parameters_(role.groups ? model_parameters(model_.get(), stage_.get()) : parameters_with_f32_grads(*model_)),
       adamw_(role.zero ? nullptr : std::make_unique<AdamW>(parameters_, config.adamw)),
-      zero_(role.zero ? std::make_unique<DistributedOptimizer>(*ddp_, config.adamw) : nullptr),
+      zero_(role.zero && !role.fsdp ? std::make_unique<DistributedOptimizer>(*ddp_, config.adamw) : nullptr),
+      zero3_(role.fsdp ? std::make_unique<FsdpOptimizer>(*fsdp_, config.adamw) : nullptr),
       schedule_(config.schedule),
       flops_per_step_(config.model.training_flops_per_token(config.seq_length) * double(config.tokens_per_step())),
       peak_tflops_(peak_bf16_tflops(config.device)) {
@@ -252,6 +270,14 @@ TrainingRun::TrainingRun(const TrainConfig& config, const Trainer::Log& log, con
                     "(total {}), communication buffers up to {}; {} bucket(s) (target {} MiB)",
                     c_.zero_stage, c_.layout.dp, mib(m.parameters), mib(m.gradients), mib(m.optimizer_state),
                     mib(m.total()), mib(m.communication), ddp_->buckets().size(), c_.ddp_bucket_size_mb));
+  }
+  if (zero3_) {
+    ZeroMemoryReport m = zero3_->memory_report();
+    log_(
+        fmt::format("ZeRO-3 (FSDP) over {} data-parallel rank(s), per rank: parameters {}, gradients {}, optimizer "
+                    "state {} (total {}), communication buffers up to {}; {} unit(s), prefetch {}",
+                    c_.layout.dp, mib(m.parameters), mib(m.gradients), mib(m.optimizer_state), mib(m.total()),
+                    mib(m.communication), fsdp_->num_units(), c_.fsdp_prefetch));
   }
   if (!role.groups && c_.zero_stage > 0)
     log_("parallel.zero_stage has no effect in a single process (one data-parallel rank holds everything)");
@@ -300,6 +326,8 @@ int64_t TrainingRun::resume() {
     return 1;
   }
   const TrainingCheckpoint& checkpoint = loaded->checkpoint;
+  // The recipe refuses checkpoints with multi-rank zero_stage 3 (train_config.cpp).
+  TS_CHECK(!zero3_, "train.resume: ZeRO-3 runs cannot resume from a checkpoint yet");
   if (zero_) {
     restore_training_state(checkpoint, loaded->path, piece(), *zero_);
   } else {
@@ -346,6 +374,8 @@ TrainResult TrainingRun::run(int64_t last_step) {
 void TrainingRun::zero_gradients() {
   if (ddp_) {
     ddp_->zero_grad();
+  } else if (fsdp_) {
+    fsdp_->zero_grad();
   } else {
     zero_grads(parameters_);
   }
@@ -353,8 +383,12 @@ void TrainingRun::zero_gradients() {
 
 // After DDP every rank holds the whole batch's gradients; under tensor parallelism the squares
 // of sharded parameters are summed over tp and replicated ones counted once. With ZeRO each rank
-// holds its shard, and the distributed optimizer sums the squares over dp (and tp).
+// holds its shard, and the distributed (ZeRO-3: FSDP) optimizer sums the squares over dp (and tp).
 double TrainingRun::grad_norm_squared_of_model() const {
+  if (zero3_) {
+    if (c_.layout.tp == 1) return zero3_->grad_norm_squared();
+    return zero3_->grad_norm_squared(model_->parameter_is_tensor_parallel_sharded(), &role_.groups->tp());
+  }
   if (zero_) {
     if (c_.layout.tp == 1) return zero_->grad_norm_squared();
     return zero_->grad_norm_squared(model_->parameter_is_tensor_parallel_sharded(), &role_.groups->tp());
@@ -376,8 +410,8 @@ StepMetrics TrainingRun::train_step(int64_t step) {
   double inv_tokens = 1.0 / double(c_.tokens_per_step());
   double loss_sum = 0.0;
   for (int64_t micro = 0; micro < c_.grad_accumulation_steps(); ++micro) {
-    // All but the last micro-batch only accumulate; ZeRO-2 has no full buffer to accumulate into
-    // and reduce-scatters every micro-batch into its shard.
+    // All but the last micro-batch only accumulate; ZeRO-2 and ZeRO-3 have no full buffer to
+    // accumulate into and reduce-scatter every micro-batch into their shards.
     const bool sharded_grads = ddp_ && ddp_->options().grad_sync == GradSync::Sharded;
     std::optional<DistributedDataParallel::NoSyncScope> accumulate_only;
     if (ddp_ && !sharded_grads && micro + 1 < c_.grad_accumulation_steps()) accumulate_only.emplace(*ddp_);
@@ -390,12 +424,13 @@ StepMetrics TrainingRun::train_step(int64_t step) {
     scaled.backward();
     loss_sum += loss.item();
     if (sharded_grads && micro + 1 < c_.grad_accumulation_steps()) ddp_->finish_grad_sync();
+    if (fsdp_) fsdp_->finish_grad_sync();
   }
   if (ddp_) {
     ddp_->finish_grad_sync();
     model_->finalize_tensor_parallel_grads();  // sequence parallelism's partial norm/bias gradients
-    loss_sum = sum_over(role_.groups->dp(), {loss_sum})[0];
   }
+  if (role_.groups) loss_sum = sum_over(role_.groups->dp(), {loss_sum})[0];
   bool take_step = c_.precision != Precision::FP16 || scaler_.unscale_and_update(parameters_);
   StepMetrics m;
   m.step = step;
@@ -421,6 +456,9 @@ void TrainingRun::optimizer_step(StepMetrics& m) {
   if (zero_) {
     zero_->set_learning_rate(m.lr);
     zero_->step(grad_scale);
+  } else if (zero3_) {
+    zero3_->set_learning_rate(m.lr);
+    zero3_->step(grad_scale);
   } else {
     adamw_->set_learning_rate(m.lr);
     adamw_->step(grad_scale);

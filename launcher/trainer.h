@@ -20,8 +20,11 @@
 // optimizer is the DistributedOptimizer (optim/distributed_optimizer.h): gradients are
 // reduce-scattered (stage 2: every micro-batch, into a gradient shard), each dp rank updates
 // its shard and the parameters are all-gathered; every dp rank saves its own shard
-// (dp{d}-of-{n}/). Without groups the run is the single-process one, unchanged (zero_stage has
-// no effect on one rank).
+// (dp{d}-of-{n}/). With zero_stage 3 (FSDP, parallel/fsdp.h) there is no DDP: the model gathers
+// each unit's parameters around its forward and backward, every micro-batch's gradients are
+// reduce-scattered into the units' shards, and the FsdpOptimizer updates this rank's shards (no
+// checkpoints yet: the recipe refuses them). Without groups the run is the single-process one,
+// unchanged (zero_stage has no effect on one rank).
 // Pipeline parallelism (layout.pp > 1, docs/pipeline.md): each pp rank builds its GptPipelineStage
 // and a PipelineExecutor replaces the micro-batch loop; gradients accumulate without overlap,
 // tp/SP and tied-embedding gradients are finalized, then DDP (or ZeRO-1) reduces the stage's

@@ -132,8 +132,6 @@ TEST_F(TrainConfigTest, SequenceParallelNeedsTensorParallelismAndADivisibleSeque
 
 TEST_F(TrainConfigTest, WhatThisBuildCannotRunYetIsRefusedWithWhatBringsIt) {
   EXPECT_THAT(error_of(recipe(), {"parallel.context_parallel_size=2"}, 2), HasSubstr("context parallelism arrives"));
-  EXPECT_THAT(error_of(recipe(), {"parallel.zero_stage=3"}, 2),
-              AllOf(HasSubstr("parallel.zero_stage = 3"), HasSubstr("arrives with FSDP")));
   EXPECT_THAT(
       error_of(recipe(),
                {"parallel.zero_stage=2", "parallel.tensor_model_parallel_size=2", "parallel.sequence_parallel=true"},
@@ -145,6 +143,59 @@ TEST_F(TrainConfigTest, WhatThisBuildCannotRunYetIsRefusedWithWhatBringsIt) {
               HasSubstr("parallel.ddp_bucket_size_mb must be > 0"));
   EXPECT_THAT(error_of(recipe(), {"parallel.tensor_model_parallel_size=2", "train.precision=fp16"}, 2),
               AllOf(HasSubstr("train.precision = fp16"), HasSubstr("use bf16")));
+}
+
+TEST_F(TrainConfigTest, ZeroStage3IsFsdpWithAPrefetchDepth) {
+  const std::vector<std::string> dp2 = {"train.micro_batch_size=1"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), dp2.begin(), dp2.end());
+    return more;
+  };
+  TrainConfig zero3 = config_of(recipe(), with({"parallel.zero_stage=3"}), 2);
+  EXPECT_EQ(zero3.zero_stage, 3);
+  EXPECT_EQ(zero3.fsdp_prefetch, 1);  // the default
+  TrainConfig fsdp = config_of(recipe(), with({"parallel.fsdp=true", "parallel.fsdp_prefetch=0"}), 2);
+  EXPECT_EQ(fsdp.zero_stage, 3) << "parallel.fsdp is another name for zero_stage 3";
+  EXPECT_EQ(fsdp.fsdp_prefetch, 0);
+  EXPECT_EQ(config_of(recipe(), with({"parallel.fsdp=true", "parallel.zero_stage=3"}), 2).zero_stage, 3);
+  // Tensor parallelism without sequence parallelism composes with it.
+  EXPECT_EQ(config_of(recipe(), with({"parallel.zero_stage=3", "parallel.tensor_model_parallel_size=2"}), 4).zero_stage,
+            3);
+  // One process: no refusals (stage 3 has no effect there, checkpoints are the plain ones).
+  EXPECT_EQ(config_of(recipe(), {"parallel.zero_stage=3", "checkpoint.save=" + (dir_ / "ckpt").string()}, 1).zero_stage,
+            3);
+}
+
+TEST_F(TrainConfigTest, ZeroStage3RefusesWhatFsdpCannotRunWithYet) {
+  const std::vector<std::string> dp2 = {"train.micro_batch_size=1"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), dp2.begin(), dp2.end());
+    return more;
+  };
+  for (int stage : {1, 2}) {
+    EXPECT_THAT(error_of(recipe(), with({"parallel.fsdp=true", "parallel.zero_stage=" + std::to_string(stage)}), 2),
+                AllOf(HasSubstr("command line: parallel.fsdp = true contradicts parallel.zero_stage = " +
+                                std::to_string(stage)),
+                      HasSubstr("set one of them only")));
+  }
+  EXPECT_THAT(error_of(recipe(), with({"parallel.fsdp_prefetch=-1"}), 2),
+              HasSubstr("parallel.fsdp_prefetch"));  // the schema's range
+  EXPECT_THAT(error_of(recipe(),
+                       with({"parallel.zero_stage=3", "parallel.tensor_model_parallel_size=2",
+                             "parallel.sequence_parallel=true"}),
+                       4),
+              AllOf(HasSubstr("parallel.zero_stage = 3 with parallel.sequence_parallel is not supported"),
+                    HasSubstr("set sequence_parallel false or use zero_stage 1")));
+  EXPECT_THAT(error_of(recipe(), with({"parallel.fsdp=true", "parallel.pipeline_model_parallel_size=2"}), 4),
+              AllOf(HasSubstr("parallel.fsdp = true with parallel.pipeline_model_parallel_size = 2 is not supported"),
+                    HasSubstr("use zero_stage 1 with pipelines")));
+  EXPECT_THAT(error_of(recipe(), with({"parallel.zero_stage=3", "train.precision=fp16"}), 2),
+              AllOf(HasSubstr("train.precision = fp16 with parallel.zero_stage = 3"), HasSubstr("use bf16")));
+  EXPECT_THAT(error_of(recipe(), with({"parallel.zero_stage=3", "checkpoint.save=" + (dir_ / "ckpt").string()}), 2),
+              AllOf(HasSubstr("checkpoint.save with parallel.zero_stage = 3 is not supported yet"),
+                    HasSubstr("distributed checkpoint (issue 11)"), HasSubstr("leave checkpoint.save empty")));
+  EXPECT_THAT(error_of(recipe(), with({"parallel.zero_stage=3", "train.resume=" + (dir_ / "iter_1.h5").string()}), 2),
+              AllOf(HasSubstr("with parallel.zero_stage = 3 is not supported yet"), HasSubstr("train.resume auto")));
 }
 
 TEST_F(TrainConfigTest, PipelineLayoutAndScheduleAreResolvedFromTheRecipe) {
