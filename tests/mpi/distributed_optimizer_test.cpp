@@ -43,16 +43,8 @@ constexpr double kTinyBucketsMb = 700.0 * 4 / double(1 << 20);  // ~700 elements
 constexpr double kOneBucketMb = 1000.0;
 
 TransformerConfig config() {
-  TransformerConfig c = transformer_preset("gpt2-124m");
-  c.name = "zero-gpt";
-  c.num_layers = 2;
-  c.hidden_size = 32;
-  c.num_attention_heads = 4;
-  c.num_query_groups = 4;
-  c.ffn_hidden_size = 64;
+  TransformerConfig c = testing::tiny_gpt_config("zero-gpt", 2);
   c.vocab_size = 96;
-  c.make_vocab_size_divisible_by = 8;
-  c.max_position_embeddings = 16;
   // No linear biases: the key bias's gradient is zero in exact arithmetic (softmax ignores a
   // per-row shift), so it holds only rounding noise, which Adam normalises into lr-sized steps
   // whose sign follows the reduction order; no two reduction orders could agree on it.

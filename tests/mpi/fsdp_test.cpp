@@ -47,32 +47,13 @@ const AdamWOptions kAdamW{.lr = 1e-2, .weight_decay = 0.1};
 
 // No linear biases (see distributed_optimizer_test: the key bias's gradient is pure rounding noise).
 TransformerConfig gpt_config() {
-  TransformerConfig c = transformer_preset("gpt2-124m");
-  c.name = "fsdp-gpt";
-  c.num_layers = 2;
-  c.hidden_size = 32;
-  c.num_attention_heads = 4;
-  c.num_query_groups = 4;
-  c.ffn_hidden_size = 64;
+  TransformerConfig c = testing::tiny_gpt_config("fsdp-gpt", 2);
   c.vocab_size = 96;
-  c.make_vocab_size_divisible_by = 8;
-  c.max_position_embeddings = 16;
   c.add_bias_linear = false;
   return c;
 }
 
-TransformerConfig llama_config() {
-  TransformerConfig c = transformer_preset("llama-tiny");
-  c.name = "fsdp-llama";
-  c.num_layers = 2;
-  c.hidden_size = 32;
-  c.num_attention_heads = 8;
-  c.num_query_groups = 4;
-  c.ffn_hidden_size = 64;
-  c.vocab_size = 100;
-  c.max_position_embeddings = 16;
-  return c;
-}
+TransformerConfig llama_config() { return testing::tiny_llama_config("fsdp-llama", 2); }
 
 LmBatch rows(int64_t start, int64_t count, int64_t vocab) {
   std::vector<int64_t> tokens, labels;

@@ -43,36 +43,10 @@ constexpr int64_t kBatch = 4, kSeq = 8;  // kBatch divides by every dp size, kSe
 constexpr int kSteps = 10;
 const AdamWOptions kAdamW{.lr = 1e-2, .weight_decay = 0.1};
 
-// GPT flavour: LayerNorm, GELU, learned positions, biases, tied embeddings; vocabulary 100
-// padded to a multiple of 8 x tp, so the last tp shard ends in padding.
-TransformerConfig gpt_config() {
-  TransformerConfig c = transformer_preset("gpt2-124m");
-  c.name = "tp-gpt";
-  c.num_layers = 2;
-  c.hidden_size = 32;
-  c.num_attention_heads = 4;
-  c.num_query_groups = 4;
-  c.ffn_hidden_size = 64;
-  c.vocab_size = 100;
-  c.make_vocab_size_divisible_by = 8;
-  c.max_position_embeddings = 16;
-  return c;
-}
+// The two flavours of parallel_test_helpers.h, 2 layers.
+TransformerConfig gpt_config() { return testing::tiny_gpt_config("tp-gpt", 2); }
 
-// Llama flavour: RMSNorm, SwiGLU, rotary positions, 8 query heads in 4 key/value groups,
-// no biases, untied; vocabulary 100 padded to 128 x tp, so whole tp shards are padding.
-TransformerConfig llama_config() {
-  TransformerConfig c = transformer_preset("llama-tiny");
-  c.name = "tp-llama";
-  c.num_layers = 2;
-  c.hidden_size = 32;
-  c.num_attention_heads = 8;
-  c.num_query_groups = 4;
-  c.ffn_hidden_size = 64;
-  c.vocab_size = 100;
-  c.max_position_embeddings = 16;
-  return c;
-}
+TransformerConfig llama_config() { return testing::tiny_llama_config("tp-llama", 2); }
 
 // The same batch on every rank: tokens, labels with ignored positions, a fractional mask.
 LmBatch full_batch(const TransformerConfig& c) {

@@ -49,6 +49,38 @@ void expect_rejected(Build build, const std::string& reason) {
   }
 }
 
+// Small models for the model-parallel tests, `layers` deep: hidden 32, FFN 64, vocabulary 100
+// (padded per tp size), 16 positions. GPT flavour: LayerNorm, GELU, learned positions, biases,
+// tied embeddings, 4 heads, vocabulary padded to a multiple of 8 x tp (the last tp shard ends in
+// padding). Llama flavour: RMSNorm, SwiGLU, rope, 8 query heads in 4 key/value groups, no
+// biases, untied, vocabulary padded to 128 x tp (whole tp shards are padding).
+inline TransformerConfig tiny_gpt_config(std::string name, int64_t layers) {
+  TransformerConfig c = transformer_preset("gpt2-124m");
+  c.name = std::move(name);
+  c.num_layers = layers;
+  c.hidden_size = 32;
+  c.num_attention_heads = 4;
+  c.num_query_groups = 4;
+  c.ffn_hidden_size = 64;
+  c.vocab_size = 100;
+  c.make_vocab_size_divisible_by = 8;
+  c.max_position_embeddings = 16;
+  return c;
+}
+
+inline TransformerConfig tiny_llama_config(std::string name, int64_t layers) {
+  TransformerConfig c = transformer_preset("llama-tiny");
+  c.name = std::move(name);
+  c.num_layers = layers;
+  c.hidden_size = 32;
+  c.num_attention_heads = 8;
+  c.num_query_groups = 4;
+  c.ffn_hidden_size = 64;
+  c.vocab_size = 100;
+  c.max_position_embeddings = 16;
+  return c;
+}
+
 // The tokens that count in the whole batch (what a Mean loss divides by).
 inline double counted_tokens(const LmBatch& batch) {
   std::vector<int64_t> labels = batch.labels.to_vector<int64_t>();

@@ -45,33 +45,10 @@ const AdamWOptions kAdamW{.lr = 1e-2, .weight_decay = 0.1};
 const std::string kTable = "embedding.word_embeddings.weight";
 
 // GPT flavour (LayerNorm, GELU, learned positions, biases, tied) and Llama flavour (RMSNorm,
-// SwiGLU, rope, GQA, no biases, untied); 4 layers, vocabulary 100 padded per tp size.
-TransformerConfig gpt_config() {
-  TransformerConfig c = transformer_preset("gpt2-124m");
-  c.name = "pp-gpt";
-  c.num_layers = 4;
-  c.hidden_size = 32;
-  c.num_attention_heads = 4;
-  c.num_query_groups = 4;
-  c.ffn_hidden_size = 64;
-  c.vocab_size = 100;
-  c.make_vocab_size_divisible_by = 8;
-  c.max_position_embeddings = 16;
-  return c;
-}
+// SwiGLU, rope, GQA, no biases, untied) of parallel_test_helpers.h, 4 layers.
+TransformerConfig gpt_config() { return testing::tiny_gpt_config("pp-gpt", 4); }
 
-TransformerConfig llama_config() {
-  TransformerConfig c = transformer_preset("llama-tiny");
-  c.name = "pp-llama";
-  c.num_layers = 4;
-  c.hidden_size = 32;
-  c.num_attention_heads = 8;
-  c.num_query_groups = 4;
-  c.ffn_hidden_size = 64;
-  c.vocab_size = 100;
-  c.max_position_embeddings = 16;
-  return c;
-}
+TransformerConfig llama_config() { return testing::tiny_llama_config("pp-llama", 4); }
 
 // Assigned member by member: PipelineLayoutOptions' optional members have no default
 // initialisers, so designated initialisers that skip them trip -Wmissing-field-initializers.
