@@ -1,119 +1,24 @@
-// CUDA layer norm and RMS norm over the last dim of x [R, C], fused with the residual add of a
-// pre-norm block (contract in core/backend.h, reference math in core/cpu/norm.cpp).
+// CUDA layer norm and RMS norm backward over the last dim of [R, C], with the residual's
+// gradient added (contract in core/backend.h, reference math in core/cpu/norm.cpp; the forward
+// is in norm_forward.cu).
 //
-// Forward: one block per row. The block reads the row once, in 16-byte vectors when C and
-// every pointer allow it, rounds h = x + residual to the activation dtype exactly as the CPU
-// does (and writes it to residual_out), keeps h in shared memory as acc_t, and takes the mean
-// and the variance in two passes over that copy (no E[x^2] - E[x]^2 cancellation).
-// Shared-memory layout: element j of vector v sits at [j * nvec + v], so the thread that owns
-// vector v reads only its own values, without bank conflicts.
-//
-// Backward: a grid of G blocks (as many as are resident at once) walks the rows; each block
-// is several independent row groups of a few warps, each taking one row at a time. A thread
-// owns the same columns on every row, so it accumulates dL_dweight / dL_dbias for them
-// without atomics; the block sums its groups in order into one partial row and a second
-// kernel sums the G partial rows [G, C] column by column in a fixed order. Same bits on every
-// run (for a given GPU model, which sets G). Rows that fit shared memory twice per group go
-// through norm_backward_staged_kernel: the next row streams into shared memory (cp.async)
-// while the current one is reduced and written. Wider rows use norm_backward_wide_kernel,
-// which keeps a thread's first vector in registers and reads further ones twice (L1/L2).
+// A grid of G blocks (as many as are resident at once) walks the rows; each block is several
+// independent row groups of a few warps, each taking one row at a time. A thread owns the same
+// columns on every row, so it accumulates dL_dweight / dL_dbias for them without atomics; the
+// block sums its groups in order into one partial row and a second kernel sums the G partial
+// rows [G, C] column by column in a fixed order. Same bits on every run (for a given GPU model,
+// which sets G). Rows that fit shared memory twice per group go through
+// norm_backward_staged_kernel: the next row streams into shared memory (cp.async) while the
+// current one is reduced and written. Wider rows use norm_backward_wide_kernel, which keeps a
+// thread's first vector in registers and reads further ones twice (L1/L2).
 #include <algorithm>
 
-#include "core/cuda/cuda_backend.h"
-#include "core/cuda/kernel_utils.cuh"
+#include "core/cuda/norm_common.cuh"
 
 namespace tessera {
 namespace {
 
-using cuda::acc_t;
-using cuda::block_reduce;
-using cuda::load;
-using cuda::PackedVec;
-using cuda::store;
-using cuda::SumOp;
-
-extern __shared__ __align__(16) unsigned char norm_smem[];
-
-constexpr int kNormForwardThreads = 1024;   // most threads of a forward block (one row)
-
-template <typename A>
-__device__ __forceinline__ A rsqrt_of(A x) {
-  if constexpr (std::is_same_v<A, double>) return 1.0 / ::sqrt(x);
-  else return 1.0f / ::sqrtf(x);  // IEEE sqrt and division, as the CPU's 1 / std::sqrt
-}
-
-template <typename T>
-struct NormForwardArgs {
-  const T* x;
-  const T* residual;  // nullptr: no residual
-  T* residual_out;
-  const T* weight;
-  const T* bias;  // nullptr: no bias
-  T* y;
-  acc_t<T>* mean;  // layer norm only
-  acc_t<T>* rstd;
-  int64_t C;
-  acc_t<T> eps;
-};
-
-template <typename T, int kVec, bool kRms>
-__global__ void __launch_bounds__(kNormForwardThreads) norm_forward_kernel(NormForwardArgs<T> a) {
-  using A = acc_t<T>;
-  using Vec = PackedVec<T, kVec>;
-  A* h = reinterpret_cast<A*>(norm_smem);
-  const int64_t C = a.C, nvec = C / kVec, base = int64_t(blockIdx.x) * C;
-  const Vec* x = reinterpret_cast<const Vec*>(a.x + base);
-  A local = 0;  // sum of h (layer norm) or of h^2 (RMS norm) over this thread's elements
-  for (int64_t v = threadIdx.x; v < nvec; v += blockDim.x) {
-    Vec hv = x[v];
-    if (a.residual) {
-      const Vec rv = reinterpret_cast<const Vec*>(a.residual + base)[v];
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) hv.v[j] = store<T>(load(hv.v[j]) + load(rv.v[j]));
-      reinterpret_cast<Vec*>(a.residual_out + base)[v] = hv;
-    }
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) {
-      const A hj = load(hv.v[j]);
-      h[j * nvec + v] = hj;
-      local += kRms ? hj * hj : hj;
-    }
-  }
-  const A total = block_reduce(local, SumOp{}, A(0));
-  A mean = 0, rstd;
-  if constexpr (kRms) {
-    rstd = rsqrt_of(total / A(C) + a.eps);
-  } else {
-    mean = total / A(C);
-    A dev = 0;
-    for (int64_t v = threadIdx.x; v < nvec; v += blockDim.x) {
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        const A d = h[j * nvec + v] - mean;
-        dev += d * d;
-      }
-    }
-    rstd = rsqrt_of(block_reduce(dev, SumOp{}, A(0)) / A(C) + a.eps);
-  }
-  const Vec* w = reinterpret_cast<const Vec*>(a.weight);
-  const Vec* b = reinterpret_cast<const Vec*>(a.bias);
-  Vec* y = reinterpret_cast<Vec*>(a.y + base);
-  for (int64_t v = threadIdx.x; v < nvec; v += blockDim.x) {
-    const Vec wv = w[v];
-    Vec bv{}, yv;
-    if (b) bv = b[v];
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) {
-      const A shift = b ? load(bv.v[j]) : A(0);
-      yv.v[j] = store<T>((h[j * nvec + v] - mean) * rstd * load(wv.v[j]) + shift);
-    }
-    y[v] = yv;
-  }
-  if (threadIdx.x == 0) {
-    if constexpr (!kRms) a.mean[blockIdx.x] = mean;
-    a.rstd[blockIdx.x] = rstd;
-  }
-}
+using namespace norm;
 
 template <typename T>
 struct NormBackwardArgs {
@@ -459,68 +364,6 @@ __global__ void column_sum_kernel(const acc_t<T>* dw_partial, const acc_t<T>* db
   }
 }
 
-// ---- host side ----
-
-void check_arg(const char* kernel, const char* name, const Tensor& t, DType dtype, const Shape& shape,
-               int device) {
-  cuda::check_on_device(kernel, name, t, device);
-  TS_CHECK(t.dtype() == dtype && t.shape() == shape, kernel, ": expected ", name, " ", dtype_name(dtype), " ",
-           shape_str(shape), ", got ", dtype_name(t.dtype()), " ", shape_str(t.shape()));
-  TS_CHECK(t.is_contiguous(), kernel, ": ", name, " ", shape_str(t.shape()), " must be contiguous, strides ",
-           shape_str(t.strides()));
-}
-
-void check_rows(const char* kernel, const Tensor& x) {
-  TS_CHECK(x.defined() && x.dim() == 2, kernel, ": expected x [R, C], got ",
-           x.defined() ? shape_str(x.shape()) : "an undefined tensor");
-}
-
-template <typename T>
-T* ptr(const Tensor& t) {
-  return t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr;
-}
-
-// The 16-byte vector path needs C a multiple of the vector and every row pointer aligned.
-template <typename T>
-bool can_vectorize(int64_t C, std::initializer_list<const void*> pointers) {
-  if (C % cuda::kVec16<T> != 0) return false;
-  for (const void* p : pointers)
-    if (p && !cuda::is_aligned(p, 16)) return false;
-  return true;
-}
-
-// A thread per vector of the row (a multiple of 32, at most `limit`).
-int threads_for(int64_t nvec, int limit) {
-  return static_cast<int>(std::min<int64_t>(limit, std::max<int64_t>(32, (nvec + 31) / 32 * 32)));
-}
-
-// Lets `kernel` use `bytes` of dynamic shared memory (above the 48 KiB default), or throws.
-template <typename Kernel>
-void allow_shared_memory(Kernel kernel, size_t bytes, int device, const char* name, int64_t C) {
-  int optin = 0;
-  TS_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  const size_t limit = static_cast<size_t>(optin) - 1024;  // room for block_reduce's scratch
-  TS_CHECK(bytes <= limit, name, ": rows of C = ", C, " need ", bytes, " bytes of shared memory, more than the ",
-           limit, " this GPU gives a block");
-  if (bytes > 48 * 1024)
-    TS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-}
-
-template <typename T, bool kRms>
-void launch_norm_forward(const NormForwardArgs<T>& a, int64_t R, int device, cudaStream_t stream, const char* name) {
-  if (R == 0 || a.C == 0) return;
-  TS_CHECK(R <= INT32_MAX, name, ": ", R, " rows exceed the grid limit");
-  const bool vec = can_vectorize<T>(a.C, {a.x, a.residual, a.residual_out, a.weight, a.bias, a.y});
-  auto launch = [&](auto kernel, int64_t vec_width) {
-    const size_t bytes = static_cast<size_t>(a.C) * sizeof(acc_t<T>);
-    allow_shared_memory(kernel, bytes, device, name, a.C);
-    kernel<<<static_cast<unsigned>(R), threads_for(a.C / vec_width, kNormForwardThreads), bytes, stream>>>(a);
-    cuda::check_launch(name, stream);
-  };
-  if (vec) launch(norm_forward_kernel<T, cuda::kVec16<T>, kRms>, cuda::kVec16<T>);
-  else launch(norm_forward_kernel<T, 1, kRms>, 1);
-}
-
 // Runs `launch` (a backward kernel of G blocks writing G partial rows) with partial buffers
 // [G, C] in `a`, then sums the partials column by column into dL_dweight (and dL_dbias).
 template <typename T, typename Launch>
@@ -645,41 +488,7 @@ void launch_norm_backward(const NormBackwardArgs<T>& a, T* dweight, T* dbias, in
     launch_norm_backward_wide<T, kRms>(a, dweight, dbias, vec, device, stream, name);
 }
 
-// h = x + residual goes to residual_out: checks the pair when a residual is given.
-void check_residual(const char* kernel, const Tensor& x, const Tensor& residual, const Tensor& residual_out,
-                    int device) {
-  if (!residual.defined()) return;
-  check_arg(kernel, "residual", residual, x.dtype(), x.shape(), device);
-  check_arg(kernel, "residual_out", residual_out, x.dtype(), x.shape(), device);
-}
-
 }  // namespace
-
-void CudaBackend::layer_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, const Tensor& bias,
-                             double eps, const Tensor& y, const Tensor& residual_out, const Tensor& mean,
-                             const Tensor& rstd) {
-  constexpr const char* kernel = "layer_norm";
-  check_rows(kernel, x);
-  const int64_t R = x.size(0), C = x.size(1);
-  CudaDeviceGuard guard(device_);
-  cuda::dispatch_cuda_float(x.dtype(), kernel, [&](auto tag) {
-    using T = decltype(tag);
-    using A = acc_t<T>;
-    const DType stats = std::is_same_v<A, double> ? DType::F64 : DType::F32;
-    check_arg(kernel, "x", x, x.dtype(), {R, C}, device_);
-    check_residual(kernel, x, residual, residual_out, device_);
-    check_arg(kernel, "weight", weight, x.dtype(), {C}, device_);
-    if (bias.defined()) check_arg(kernel, "bias", bias, x.dtype(), {C}, device_);
-    check_arg(kernel, "y", y, x.dtype(), {R, C}, device_);
-    check_arg(kernel, "mean", mean, stats, {R}, device_);
-    check_arg(kernel, "rstd", rstd, stats, {R}, device_);
-    const NormForwardArgs<T> a{ptr<T>(x),   ptr<T>(residual), residual.defined() ? ptr<T>(residual_out) : nullptr,
-                               ptr<T>(weight), ptr<T>(bias),  ptr<T>(y),
-                               ptr<A>(mean), ptr<A>(rstd),    C,
-                               A(eps)};
-    launch_norm_forward<T, false>(a, R, device_, stream(), "layer_norm_forward_kernel");
-  });
-}
 
 void CudaBackend::layer_norm_backward(const Tensor& h, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
                                       const Tensor& dL_dy, const Tensor& dL_dresidual_out, const Tensor& dL_dh,
@@ -705,27 +514,6 @@ void CudaBackend::layer_norm_backward(const Tensor& h, const Tensor& weight, con
                                 ptr<T>(dL_dresidual_out), ptr<T>(dL_dh), nullptr, nullptr, R, C};
     launch_norm_backward<T, false>(a, ptr<T>(dL_dweight), ptr<T>(dL_dbias), device_, stream(),
                                    "layer_norm_backward_kernel");
-  });
-}
-
-void CudaBackend::rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps, const Tensor& y,
-                           const Tensor& residual_out, const Tensor& rstd) {
-  constexpr const char* kernel = "rms_norm";
-  check_rows(kernel, x);
-  const int64_t R = x.size(0), C = x.size(1);
-  CudaDeviceGuard guard(device_);
-  cuda::dispatch_cuda_float(x.dtype(), kernel, [&](auto tag) {
-    using T = decltype(tag);
-    using A = acc_t<T>;
-    const DType stats = std::is_same_v<A, double> ? DType::F64 : DType::F32;
-    check_arg(kernel, "x", x, x.dtype(), {R, C}, device_);
-    check_residual(kernel, x, residual, residual_out, device_);
-    check_arg(kernel, "weight", weight, x.dtype(), {C}, device_);
-    check_arg(kernel, "y", y, x.dtype(), {R, C}, device_);
-    check_arg(kernel, "rstd", rstd, stats, {R}, device_);
-    const NormForwardArgs<T> a{ptr<T>(x), ptr<T>(residual), residual.defined() ? ptr<T>(residual_out) : nullptr,
-                               ptr<T>(weight), nullptr, ptr<T>(y), nullptr, ptr<A>(rstd), C, A(eps)};
-    launch_norm_forward<T, true>(a, R, device_, stream(), "rms_norm_forward_kernel");
   });
 }
 
