@@ -45,6 +45,25 @@ void check_format(const Hdf5File& file) {
            " this build reads; use the Tessera release that wrote it");
 }
 
+// Chunk k >= 1's stream `what` as /rng attributes chunk<k>_<what>_seed and _offset.
+void write_chunk_rngs(Hdf5File& file, const std::string& what, const std::vector<PhiloxState>& rngs) {
+  for (size_t i = 0; i < rngs.size(); ++i) {
+    const std::string prefix = "chunk" + std::to_string(i + 1) + "_" + what;
+    file.write_uint_attribute("/rng", prefix + "_seed", rngs[i].seed);
+    file.write_uint_attribute("/rng", prefix + "_offset", rngs[i].offset);
+  }
+}
+
+std::vector<PhiloxState> read_chunk_rngs(const Hdf5File& file, const std::string& what) {
+  std::vector<PhiloxState> rngs;
+  for (size_t k = 1;; ++k) {
+    const std::string prefix = "chunk" + std::to_string(k) + "_" + what;
+    if (!file.has_attribute("/rng", prefix + "_seed")) return rngs;
+    rngs.push_back(
+        {file.read_uint_attribute("/rng", prefix + "_seed"), file.read_uint_attribute("/rng", prefix + "_offset")});
+  }
+}
+
 }  // namespace
 
 void write_checkpoint_file(const std::string& path, const TrainingCheckpoint& checkpoint) {
@@ -68,6 +87,8 @@ void write_checkpoint_file(const std::string& path, const TrainingCheckpoint& ch
     file.write_uint_attribute("/rng", "model_parallel_seed", checkpoint.model_parallel_rng->seed);
     file.write_uint_attribute("/rng", "model_parallel_offset", checkpoint.model_parallel_rng->offset);
   }
+  write_chunk_rngs(file, "dropout", checkpoint.chunk_dropout_rngs);
+  write_chunk_rngs(file, "model_parallel", checkpoint.chunk_model_parallel_rngs);
   file.write_int_attribute("/data", "consumed_samples", checkpoint.consumed_samples);
   file.write_double_attribute("/loss_scaler", "scale", checkpoint.loss_scaler.scale);
   file.write_int_attribute("/loss_scaler", "clean_steps", checkpoint.loss_scaler.clean_steps);
@@ -97,6 +118,8 @@ TrainingCheckpoint read_checkpoint_file(const std::string& path) {
     checkpoint.model_parallel_rng = PhiloxState{file.read_uint_attribute("/rng", "model_parallel_seed"),
                                                 file.read_uint_attribute("/rng", "model_parallel_offset")};
   }
+  checkpoint.chunk_dropout_rngs = read_chunk_rngs(file, "dropout");
+  checkpoint.chunk_model_parallel_rngs = read_chunk_rngs(file, "model_parallel");
   checkpoint.consumed_samples = file.read_int_attribute("/data", "consumed_samples");
   checkpoint.loss_scaler.scale = file.read_double_attribute("/loss_scaler", "scale");
   checkpoint.loss_scaler.clean_steps = file.read_int_attribute("/loss_scaler", "clean_steps");

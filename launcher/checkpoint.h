@@ -15,6 +15,9 @@
 //                                     with tensor parallelism also model_parallel_seed,
 //                                     model_parallel_offset (this tp rank's own stream,
 //                                     parallel/rng_tracker.h)
+//                               interleaved pipelines (vpp > 1): those are chunk 0's; chunk k >= 1
+//                                     adds chunk<k>_dropout_seed, chunk<k>_dropout_offset (and
+//                                     chunk<k>_model_parallel_seed, _offset with tp)
 //   /data                       attr consumed_samples (the training loader's position)
 //   /loss_scaler                attrs scale (f64), clean_steps, skipped_steps (fp16 dynamic
 //                                     loss scaling; present and unused in bf16/f32 runs)
@@ -28,6 +31,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/random.h"
 #include "core/tensor.h"
@@ -58,6 +62,10 @@ struct TrainingCheckpoint {
   OptimizerCheckpoint optimizer;
   PhiloxState dropout_rng;
   std::optional<PhiloxState> model_parallel_rng;  // tensor-parallel shards only
+  // An interleaved pipeline rank's chunks after the first (chunk 1 first); each chunk has its own
+  // streams. model_parallel is empty without tensor parallelism.
+  std::vector<PhiloxState> chunk_dropout_rngs;
+  std::vector<PhiloxState> chunk_model_parallel_rngs;
   int64_t consumed_samples = 0;
   LossScalerState loss_scaler;
 };

@@ -27,6 +27,32 @@ std::string pipeline_folder_name(int tp_rank, int tp, int pp_rank, int pp) {
   return fmt::format("tp{}-pp{}-of-{}x{}", tp_rank, pp_rank, tp, pp);
 }
 
+// The `parallel` section of the recipe stored in the checkpoint (null when it has none: a
+// checkpoint from before parallelism, every size 1).
+YAML::Node saved_parallel_section(const TrainingCheckpoint& checkpoint, const std::string& source) {
+  try {
+    const YAML::Node root = YAML::Load(checkpoint.config_yaml);
+    const YAML::Node parallel = root.IsMap() ? root["parallel"] : YAML::Node();
+    return parallel && parallel.IsMap() ? parallel : YAML::Node();
+  } catch (const YAML::Exception& e) {
+    TS_CHECK(false, source, ": the recipe stored in the checkpoint does not parse (", e.what(), ")");
+  }
+  return YAML::Node();
+}
+
+template <typename T>
+T saved_parallel_value(const TrainingCheckpoint& checkpoint, const std::string& source, const char* key, T fallback) {
+  const YAML::Node parallel = saved_parallel_section(checkpoint, source);
+  if (!parallel || !parallel[key]) return fallback;
+  try {
+    return parallel[key].as<T>();
+  } catch (const YAML::Exception& e) {
+    TS_CHECK(false, source, ": parallel.", key, " in the recipe stored in the checkpoint does not parse (", e.what(),
+             ")");
+  }
+  return fallback;
+}
+
 }  // namespace
 
 std::string tensor_parallel_checkpoint_directory(const std::string& directory, int tp_rank, int tp) {
@@ -112,15 +138,7 @@ void check_checkpoint_directory_model_parallel_size(const std::string& directory
 }
 
 void check_checkpoint_pipeline_parallel_size(const TrainingCheckpoint& checkpoint, const std::string& source, int pp) {
-  int saved_pp = 1;
-  try {
-    const YAML::Node root = YAML::Load(checkpoint.config_yaml);
-    const YAML::Node parallel = root.IsMap() ? root["parallel"] : YAML::Node();
-    if (parallel && parallel.IsMap() && parallel["pipeline_model_parallel_size"])
-      saved_pp = parallel["pipeline_model_parallel_size"].as<int>();
-  } catch (const YAML::Exception& e) {
-    TS_CHECK(false, source, ": the recipe stored in the checkpoint does not parse (", e.what(), ")");
-  }
+  const int saved_pp = saved_parallel_value(checkpoint, source, "pipeline_model_parallel_size", 1);
   TS_CHECK(saved_pp == pp, source, ": the checkpoint was saved with ", kPpKey, " = ", saved_pp, " but this run has ",
            pp, "; resume with ", kPpKey, " = ", saved_pp, " (pieces cannot be re-split yet)");
 }
@@ -166,20 +184,20 @@ void check_checkpoint_directory_data_parallel_size(const std::string& directory,
 }
 
 void check_checkpoint_tensor_parallel_size(const TrainingCheckpoint& checkpoint, const std::string& source, int tp) {
-  int saved_tp = 1;
-  try {
-    // A recipe without the key (or a checkpoint from before tensor parallelism) means tp = 1.
-    const YAML::Node root = YAML::Load(checkpoint.config_yaml);
-    const YAML::Node parallel = root.IsMap() ? root["parallel"] : YAML::Node();
-    if (parallel && parallel.IsMap()) {
-      const YAML::Node size = parallel["tensor_model_parallel_size"];
-      if (size) saved_tp = size.as<int>();
-    }
-  } catch (const YAML::Exception& e) {
-    TS_CHECK(false, source, ": the recipe stored in the checkpoint does not parse (", e.what(), ")");
-  }
+  // A recipe without the key (or a checkpoint from before tensor parallelism) means tp = 1.
+  const int saved_tp = saved_parallel_value(checkpoint, source, "tensor_model_parallel_size", 1);
   TS_CHECK(saved_tp == tp, source, ": the checkpoint was saved with ", kTpKey, " = ", saved_tp, " but this run has ",
            tp, "; resume with ", kTpKey, " = ", saved_tp, " (shards cannot be resharded yet)");
+}
+
+void check_checkpoint_zero_stage(const TrainingCheckpoint& checkpoint, const std::string& source, int zero_stage) {
+  const bool saved_fsdp = saved_parallel_value(checkpoint, source, "fsdp", false);
+  const int saved = saved_fsdp ? 3 : saved_parallel_value(checkpoint, source, "zero_stage", 0);
+  TS_CHECK((saved == 3) == (zero_stage == 3), source, ": the checkpoint holds the optimizer shards of a run with ",
+           kZeroKey, " = ", saved, " but this run has ", zero_stage,
+           "; ZeRO-3 shards by FSDP unit and ZeRO-1/2 by "
+           "gradient bucket, so resume with ",
+           kZeroKey, " = ", saved, ", or save into another directory");
 }
 
 }  // namespace tessera

@@ -51,6 +51,11 @@ std::string data_parallel_resume(const std::string& resume, int dp_rank, int dp)
 void check_checkpoint_directory_data_parallel_size(const std::string& directory, int dp, bool zero,
                                                    const std::string& key);
 
+// For a ZeRO run resuming its dp folder: throws when one of the checkpoint's saved recipe and
+// this run has parallel.zero_stage 3 (or parallel.fsdp) and the other not. ZeRO-3 shards the
+// optimizer state by FSDP unit, ZeRO-1/2 by DDP bucket: the pieces do not carry over.
+void check_checkpoint_zero_stage(const TrainingCheckpoint& checkpoint, const std::string& source, int zero_stage);
+
 // Throws when the checkpoint's saved recipe has another parallel.tensor_model_parallel_size.
 void check_checkpoint_tensor_parallel_size(const TrainingCheckpoint& checkpoint, const std::string& source, int tp);
 

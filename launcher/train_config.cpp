@@ -111,13 +111,6 @@ int zero_stage_from(const Recipe& r, const ParallelLayout& layout, int world_siz
            "sequence_parallel false or use zero_stage 1");
   TS_CHECK(layout.pp == 1, origin, ": ", what, " with ", kPp, " = ", layout.pp,
            " is not supported (FSDP shards the whole model, not a pipeline stage); use zero_stage 1 with pipelines");
-  TS_CHECK(r.get_string("checkpoint.save").empty(), r.origin("checkpoint.save"), ": checkpoint.save with ", what,
-           " is not supported yet: sharded parameters are saved by the distributed checkpoint (issue 11); leave "
-           "checkpoint.save empty or use zero_stage 2");
-  const std::string resume = r.get_string("train.resume");
-  TS_CHECK(resume == "auto" || resume == "none", r.origin("train.resume"), ": train.resume = ", resume, " with ", what,
-           " is not supported yet: sharded parameters are restored by the distributed checkpoint (issue 11); use "
-           "train.resume auto or none, or zero_stage 2");
   return stage;
 }
 
@@ -174,9 +167,6 @@ void pipeline_from(const Recipe& r, TrainConfig& c) {
            c.layout.pp, " is not supported (pipeline stages reduce gradients after the whole schedule); use 1");
   TS_CHECK(c.precision != Precision::FP16, r.origin("train.precision"), ": train.precision = fp16 with ", kPp, " = ",
            c.layout.pp, " is not supported (the overflow check is not agreed across stages); use bf16");
-  TS_CHECK(vpp == 1 || r.get_string("checkpoint.save").empty(), r.origin("checkpoint.save"), ": checkpoint.save with ",
-           kVpp, " = ", vpp,
-           " is not supported yet (a checkpoint holds one model piece per rank); use vpp 1 or no checkpoints");
 }
 
 void check_data_paths(const Recipe& r, const std::vector<std::string>& words) {

@@ -144,8 +144,8 @@ class TrainingRun {
   double pipeline_grad_norm_squared() const;
   std::pair<double, double> pipeline_validation_sums(DataLoader& valid);
   double grad_norm_squared_of_model() const;
-  // The model piece checkpoints hold: the whole model, or this pipeline rank's single chunk.
-  GptModel& piece() { return stage_ ? stage_->chunk(0) : *model_; }
+  // The model piece checkpoints hold: the whole model, or every chunk of this pipeline rank.
+  ModelPiece piece() const;
   void record(const StepMetrics& m);
   void evaluate(int64_t step);
   void save(int64_t step);
@@ -306,6 +306,7 @@ int64_t TrainingRun::resume() {
   if (loaded) {
     check_checkpoint_tensor_parallel_size(loaded->checkpoint, loaded->path, tp);
     check_checkpoint_pipeline_parallel_size(loaded->checkpoint, loaded->path, pp);
+    if (role_.zero) check_checkpoint_zero_stage(loaded->checkpoint, loaded->path, c_.zero_stage);
   }
   if (role_.groups) {
     // Every tensor-parallel (and with ZeRO data-parallel) shard must resume from the same step
@@ -326,10 +327,10 @@ int64_t TrainingRun::resume() {
     return 1;
   }
   const TrainingCheckpoint& checkpoint = loaded->checkpoint;
-  // The recipe refuses checkpoints with multi-rank zero_stage 3 (train_config.cpp).
-  TS_CHECK(!zero3_, "train.resume: ZeRO-3 runs cannot resume from a checkpoint yet");
   if (zero_) {
     restore_training_state(checkpoint, loaded->path, piece(), *zero_);
+  } else if (zero3_) {
+    restore_training_state(checkpoint, loaded->path, piece(), *zero3_);
   } else {
     restore_training_state(checkpoint, loaded->path, piece(), *adamw_);
   }
@@ -645,11 +646,20 @@ std::pair<double, double> TrainingRun::pipeline_validation_sums(DataLoader& vali
   return {sums[0], sums[1]};
 }
 
+ModelPiece TrainingRun::piece() const {
+  if (!stage_) return ModelPiece(*model_);
+  std::vector<const GptModel*> chunks;
+  for (int chunk = 0; chunk < stage_->num_chunks(); ++chunk) chunks.push_back(&stage_->chunk(chunk));
+  return ModelPiece(std::move(chunks));
+}
+
 void TrainingRun::save(int64_t step) {
   auto warn = [&](const std::string& message) { log_("warning: " + message); };
-  TrainingCheckpoint checkpoint =
-      zero_ ? capture_training_state(piece(), *zero_, step, loader_->consumed_samples(), c_.resolved_yaml)
-            : capture_training_state(piece(), *adamw_, step, loader_->consumed_samples(), c_.resolved_yaml);
+  const int64_t samples = loader_->consumed_samples();
+  // ZeRO-3: every dp rank saves, and the capture gathers the full weights over dp.
+  TrainingCheckpoint checkpoint = zero_    ? capture_training_state(piece(), *zero_, step, samples, c_.resolved_yaml)
+                                  : zero3_ ? capture_training_state(piece(), *zero3_, step, samples, c_.resolved_yaml)
+                                           : capture_training_state(piece(), *adamw_, step, samples, c_.resolved_yaml);
   checkpoint.loss_scaler = scaler_.state();
   SavedCheckpoint saved = save_checkpoint(role_.checkpoint_dir, checkpoint, c_.keep_last, warn);
   result_.saved_checkpoints.push_back(saved.path);

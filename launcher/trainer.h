@@ -22,15 +22,17 @@
 // its shard and the parameters are all-gathered; every dp rank saves its own shard
 // (dp{d}-of-{n}/). With zero_stage 3 (FSDP, parallel/fsdp.h) there is no DDP: the model gathers
 // each unit's parameters around its forward and backward, every micro-batch's gradients are
-// reduce-scattered into the units' shards, and the FsdpOptimizer updates this rank's shards (no
-// checkpoints yet: the recipe refuses them). Without groups the run is the single-process one,
+// reduce-scattered into the units' shards, and the FsdpOptimizer updates this rank's shards;
+// every dp rank saves the full weights (gathered for the save) and its optimizer shards into
+// dp{d}-of-{n}/ and resumes them into its shards. Without groups the run is the single-process one,
 // unchanged (zero_stage has no effect on one rank).
 // Pipeline parallelism (layout.pp > 1, docs/pipeline.md): each pp rank builds its GptPipelineStage
 // and a PipelineExecutor replaces the micro-batch loop; gradients accumulate without overlap,
 // tp/SP and tied-embedding gradients are finalized, then DDP (or ZeRO-1) reduces the stage's
 // buckets. The norm sums over dp (ZeRO), tp and pp with replicated parameters and the tied copy
 // counted once; the loss comes from the last stage; evaluation runs forward-only through the
-// stages; each (tp, pp) rank saves into tp{r}-pp{s}-of-{tp}x{pp}/; logging.pipeline_trace writes
+// stages; each (tp, pp) rank saves all its chunks (one with vpp 1, vpp interleaved) into one
+// checkpoint in tp{r}-pp{s}-of-{tp}x{pp}/; logging.pipeline_trace writes
 // the first step's Chrome trace into the run directory.
 #pragma once
 

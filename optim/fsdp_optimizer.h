@@ -43,6 +43,10 @@ class FsdpOptimizer final : public Optimizer {
   const Tensor& master() const { return master_; }
   const Tensor& exp_avg() const { return exp_avg_; }
   const Tensor& exp_avg_sq() const { return exp_avg_sq_; }
+  // Where unit u's shard starts in the flat state: a piece's range in fsdp().parameter_shard(u)
+  // starts at piece.shard_offset - unit_offset(u) (checkpoints write the parameter shards there).
+  int64_t unit_offset(size_t unit) const { return unit_offset_.at(unit); }
+  FullyShardedDataParallel& fsdp() const { return fsdp_; }
 
   // Parameters and gradients: the shards; communication: fsdp's stated gather + reduction bounds.
   ZeroMemoryReport memory_report() const;

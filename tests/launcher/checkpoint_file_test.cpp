@@ -15,6 +15,7 @@
 #include "data/data_test_util.h"
 #include "launcher/checkpoint_directory.h"
 #include "launcher/checkpoint_state.h"
+#include "parallel/pipeline_layout.h"
 
 namespace tessera {
 namespace {
@@ -188,6 +189,48 @@ TEST(Checkpoint, TheModelParallelStreamOfATensorParallelShardRoundTrips) {
   ASSERT_TRUE(read.has_value());
   EXPECT_EQ(read->seed, 4321u);
   EXPECT_EQ(read->offset, 77u);
+}
+
+// An interleaved pipeline rank's checkpoint holds both its chunks (stage 0 of pp 2 x vpp 2 over
+// 4 layers: layers 0 and 2): their parameters in one file, and each chunk's dropout stream.
+TEST(Checkpoint, ThePipelineChunksOfOneRankShareACheckpointWithTheirOwnStreams) {
+  TemporaryFolder folder;
+  TransformerConfig config = tiny_config(4);
+  PipelineLayoutOptions options;
+  options.num_layers = 4;
+  options.pp = 2;
+  options.vpp = 2;
+  PipelineLayout layout(options);
+  auto chunk = [&](int c) {
+    return std::make_unique<GptModel>(config, 5, ParamOptions{},
+                                      ModelParallelism{.pipeline = layout, .pipeline_stage = {0, c}});
+  };
+  std::unique_ptr<GptModel> first = chunk(0), second = chunk(1);
+  std::vector<Tensor> parameters = first->parameters(), more = second->parameters();
+  parameters.insert(parameters.end(), more.begin(), more.end());
+  AdamW optimizer(parameters, AdamWOptions{.lr = 1e-2});
+  second->dropout_generator().set_state({99, 12});
+  ModelPiece piece({first.get(), second.get()});
+  write_checkpoint_file(folder.file("chunks.h5"), capture_training_state(piece, optimizer, 1, 4, "model: {}\n"));
+  TrainingCheckpoint read = read_checkpoint_file(folder.file("chunks.h5"));
+  EXPECT_EQ(read.model.size(), parameters.size());
+  EXPECT_EQ(read.model.count("decoder.layers.0.mlp.linear_fc1.weight"), 1u);
+  EXPECT_EQ(read.model.count("decoder.layers.2.mlp.linear_fc1.weight"), 1u);
+  EXPECT_EQ(read.model.count("decoder.layers.1.mlp.linear_fc1.weight"), 0u) << "stage 1's layer";
+  ASSERT_EQ(read.chunk_dropout_rngs.size(), 1u);
+  EXPECT_EQ(read.chunk_dropout_rngs[0].seed, 99u);
+  EXPECT_EQ(read.chunk_dropout_rngs[0].offset, 12u);
+
+  second->dropout_generator().set_state({1, 1});
+  restore_training_state(read, "chunks.h5", piece, optimizer);
+  EXPECT_EQ(second->dropout_generator().state().seed, 99u);
+  EXPECT_EQ(second->dropout_generator().state().offset, 12u);
+  // The second chunk alone is another layout: refused naming the chunk count.
+  AdamW alone(second->parameters(), AdamWOptions{.lr = 1e-2});
+  std::string message = expect_throws([&] { restore_training_state(read, "chunks.h5", *second, alone); });
+  EXPECT_NE(message.find("chunks.h5: the checkpoint holds 2 model chunk(s) of a pipeline rank but this rank has 1"),
+            std::string::npos)
+      << message;
 }
 
 TEST(Checkpoint, Bf16ParametersKeepTheirSeparateF32Masters) {

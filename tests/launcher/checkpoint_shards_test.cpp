@@ -122,5 +122,22 @@ TEST(CheckpointShards, TheCheckpointsStoredRecipeDecides) {
               HasSubstr("saved with parallel.tensor_model_parallel_size = 1"));
 }
 
+TEST(CheckpointShards, ZeroStage3ShardsAndZero1Or2ShardsDoNotMix) {
+  TrainingCheckpoint checkpoint;
+  checkpoint.config_yaml = "parallel:\n  zero_stage: 3\n";
+  EXPECT_NO_THROW(check_checkpoint_zero_stage(checkpoint, "a.h5", 3));
+  EXPECT_THAT(error_of([&] { check_checkpoint_zero_stage(checkpoint, "a.h5", 1); }),
+              AllOf(HasSubstr("a.h5: the checkpoint holds the optimizer shards of a run with parallel.zero_stage = 3 "
+                              "but this run has 1"),
+                    HasSubstr("resume with parallel.zero_stage = 3")));
+  // parallel.fsdp is zero_stage 3's other name; ZeRO-1 and ZeRO-2 share their bucket pieces.
+  checkpoint.config_yaml = "parallel:\n  zero_stage: 0\n  fsdp: true\n";
+  EXPECT_NO_THROW(check_checkpoint_zero_stage(checkpoint, "a.h5", 3));
+  checkpoint.config_yaml = "parallel:\n  zero_stage: 2\n  fsdp: false\n";
+  EXPECT_NO_THROW(check_checkpoint_zero_stage(checkpoint, "a.h5", 1));
+  EXPECT_THAT(error_of([&] { check_checkpoint_zero_stage(checkpoint, "a.h5", 3); }),
+              HasSubstr("parallel.zero_stage = 2 but this run has 3"));
+}
+
 }  // namespace
 }  // namespace tessera

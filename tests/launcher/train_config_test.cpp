@@ -191,11 +191,15 @@ TEST_F(TrainConfigTest, ZeroStage3RefusesWhatFsdpCannotRunWithYet) {
                     HasSubstr("use zero_stage 1 with pipelines")));
   EXPECT_THAT(error_of(recipe(), with({"parallel.zero_stage=3", "train.precision=fp16"}), 2),
               AllOf(HasSubstr("train.precision = fp16 with parallel.zero_stage = 3"), HasSubstr("use bf16")));
-  EXPECT_THAT(error_of(recipe(), with({"parallel.zero_stage=3", "checkpoint.save=" + (dir_ / "ckpt").string()}), 2),
-              AllOf(HasSubstr("checkpoint.save with parallel.zero_stage = 3 is not supported yet"),
-                    HasSubstr("distributed checkpoint (issue 11)"), HasSubstr("leave checkpoint.save empty")));
-  EXPECT_THAT(error_of(recipe(), with({"parallel.zero_stage=3", "train.resume=" + (dir_ / "iter_1.h5").string()}), 2),
-              AllOf(HasSubstr("with parallel.zero_stage = 3 is not supported yet"), HasSubstr("train.resume auto")));
+  // ZeRO-3 checkpoints: every dp rank saves into dp{d}-of-{n}/ (the trainer), so the recipe takes
+  // checkpoint.save and a train.resume directory.
+  TrainConfig saving = config_of(recipe(),
+                                 with({"parallel.zero_stage=3", "checkpoint.save=" + (dir_ / "ckpt").string(),
+                                       "train.resume=" + (dir_ / "ckpt").string()}),
+                                 2);
+  EXPECT_EQ(saving.zero_stage, 3);
+  EXPECT_EQ(saving.save_dir, (dir_ / "ckpt").string());
+  EXPECT_EQ(saving.resume, (dir_ / "ckpt").string());
 }
 
 TEST_F(TrainConfigTest, PipelineLayoutAndScheduleAreResolvedFromTheRecipe) {
@@ -214,6 +218,9 @@ TEST_F(TrainConfigTest, PipelineLayoutAndScheduleAreResolvedFromTheRecipe) {
   EXPECT_EQ(chunks.layout.dp, 2);
   EXPECT_EQ(chunks.pipeline_schedule, PipelineScheduleKind::Interleaved1F1B);
   EXPECT_EQ(PipelineLayout(chunks.pipeline).layers(0, 1), (std::vector<int64_t>{2}));
+  // Each pp rank saves all its chunks into one checkpoint.
+  interleaved.push_back("checkpoint.save=ckpt");
+  EXPECT_EQ(config_of(recipe(), interleaved, 4).save_dir, "ckpt");
 
   std::vector<std::string> gpipe = pp2;
   gpipe.push_back("parallel.pipeline_schedule=gpipe");
@@ -250,8 +257,6 @@ TEST_F(TrainConfigTest, BadPipelineOptionsAreRefusedNamingTheKey) {
   EXPECT_THAT(
       error_of(recipe(), with({"parallel.zero_stage=2"}), 4),
       AllOf(HasSubstr("parallel.zero_stage = 2 with parallel.pipeline_model_parallel_size = 2"), HasSubstr("use 1")));
-  EXPECT_THAT(error_of(recipe(), with({"parallel.virtual_pipeline_model_parallel_size=2", "checkpoint.save=ckpt"}), 2),
-              HasSubstr("checkpoint.save with parallel.virtual_pipeline_model_parallel_size = 2 is not supported"));
   EXPECT_THAT(error_of(recipe(), {"parallel.virtual_pipeline_model_parallel_size=2"}),
               HasSubstr("pipeline options are set but parallel.pipeline_model_parallel_size = 1"));
   EXPECT_THAT(error_of(recipe(), with({}), 3),

@@ -15,9 +15,15 @@
 //     uninterrupted ZeRO-2 run; resuming those shards on 2 ranks is refused in one line.
 //   - ZeRO-3 (parallel.zero_stage 3, or parallel.fsdp) on dp = 4 and on tp = 2 x dp = 2 without
 //     sequence parallelism: the same 1e-5 match of the one-process run; the memory report logged.
+//     ZeRO-3 jobs of 3 steps (dp = 4; tp = 2 x dp = 2 with dropout) resume bit for bit equal to
+//     the uninterrupted run; every dp rank's checkpoint holds the whole model; resuming the shards
+//     on 2 ranks, or with zero_stage 2, is refused in one line.
+//   - Pipelines (8 layers, tied embeddings): pp 2 (1F1B, GPipe), pp 2 x vpp 2, pp 4 (x vpp 2),
+//     tp 2 x pp 2 x dp 2 and ZeRO-1 with pp 2 match their own one-process run; pp 2 jobs resume;
+//     pp 2 x vpp 2 jobs with dropout resume bit for bit (each rank's checkpoint holds both chunks
+//     and their streams), and resuming them with vpp 1 is refused in one line.
 //   - Bad layouts (tp that does not divide the heads; a world that is not a multiple of tp):
-//     non-zero exit, exactly one error line naming the recipe key, nothing in the run directory;
-//     zero_stage 3 with checkpoint.save is refused the same way.
+//     non-zero exit, exactly one error line naming the recipe key, nothing in the run directory.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -37,6 +43,7 @@
 
 #include "data/data_test_util.h"
 #include "data/indexed_dataset_writer.h"
+#include "launcher/checkpoint.h"
 #include "launcher/recipe.h"
 #include "launcher/trainer.h"
 
@@ -128,6 +135,36 @@ int count(const std::string& text, const std::string& what) {
   int n = 0;
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
   return n;
+}
+
+std::vector<std::string> folder_names(const std::string& directory) {
+  std::vector<std::string> names;
+  for (const fs::directory_entry& entry : fs::directory_iterator(directory))
+    names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// The runs' every step (loss and gradient norm) and validation loss are equal, bit for bit.
+void expect_bit_for_bit(const Metrics& got, const Metrics& expected) {
+  ASSERT_EQ(got.steps.size(), size_t(kSteps));
+  ASSERT_EQ(expected.steps.size(), size_t(kSteps));
+  for (const auto& [step, record] : expected.steps) {
+    EXPECT_EQ(got.steps.at(step).at("loss").get<double>(), record.at("loss").get<double>()) << "step " << step;
+    EXPECT_EQ(got.steps.at(step).at("grad_norm").get<double>(), record.at("grad_norm").get<double>())
+        << "step " << step;
+  }
+  EXPECT_EQ(got.validation, expected.validation);
+}
+
+// The one error line every refusing rank prints must contain `what`; no step ran.
+void expect_refused(const Outcome& outcome, const std::string& what) {
+  EXPECT_NE(outcome.status, 0);
+  EXPECT_GE(count(outcome.err, "tessera: error"), 1) << outcome.err;
+  for (size_t at = outcome.err.find("tessera: error"); at != std::string::npos;
+       at = outcome.err.find("tessera: error", at + 1))
+    EXPECT_THAT(outcome.err.substr(at, outcome.err.find('\n', at) - at), HasSubstr(what));
+  EXPECT_EQ(count(outcome.out, "step     1/"), 0) << outcome.out;
 }
 
 void expect_close(double got, double expected, const std::string& what) {
@@ -330,6 +367,56 @@ TEST_F(TrainMpi, FsdpWithTensorParallelismMatchesOneProcess) {
   expect_matches_one_rank(fsdp);
 }
 
+// ZeRO-3 checkpoints: every dp rank saves the gathered weights and its optimizer shards; jobs of
+// 3 steps resume into the shards and give exactly the uninterrupted run's losses. Resuming on
+// another dp size, or with ZeRO-2 from ZeRO-3 shards, is refused in one line before any step.
+TEST_F(TrainMpi, ZeroStage3JobsResumeBitForBitAndRefuseAnotherLayout) {
+  Metrics uninterrupted = run_ranks(4, "zero3_whole", {"parallel.zero_stage=3"});
+  std::string checkpoints = folder_->file("zero3_jobs_checkpoints");
+  std::vector<std::string> job = {"parallel.zero_stage=3", "train.resume=auto", "train.exit_interval=3",
+                                  "checkpoint.save=" + checkpoints};
+  run_ranks(4, "zero3_jobs", job, 1, 3, "_first");
+  EXPECT_EQ(folder_names(checkpoints), (std::vector<std::string>{"dp0-of-4", "dp1-of-4", "dp2-of-4", "dp3-of-4"}));
+  Metrics resumed = run_ranks(4, "zero3_jobs", job, 4, 6, "_second");
+  EXPECT_THAT(last_output_, HasSubstr("resumed from "));
+  expect_bit_for_bit(resumed, uninterrupted);
+  // Every rank saved the whole model (the gathered weights), not its shard.
+  TrainingCheckpoint saved = read_checkpoint_file(checkpoints + "/dp3-of-4/iter_0000006.h5");
+  EXPECT_EQ(saved.model.at("embedding.word_embeddings.weight").value.shape(), (Shape{512, 64}));
+  EXPECT_EQ(saved.optimizer.steps_taken, kSteps);
+
+  std::vector<std::string> dp2 = job;
+  dp2.push_back("logging.run_dir=" + folder_->file("zero3_dp2"));
+  expect_refused(run(mpirun(2) + train_command(recipe(), dp2), *folder_, "zero3_dp2"),
+                 "holds ZeRO optimizer shards of a run with data-parallel size 4 (");
+  std::vector<std::string> stage2 = job;
+  stage2[0] = "parallel.zero_stage=2";
+  stage2.push_back("logging.run_dir=" + folder_->file("zero3_as_zero2"));
+  expect_refused(run(mpirun(4) + train_command(recipe(), stage2), *folder_, "zero3_as_zero2"),
+                 "holds the optimizer shards of a run with parallel.zero_stage = 3 but this run has 2");
+}
+
+TEST_F(TrainMpi, FsdpWithTensorParallelismAndDropoutJobsResumeBitForBit) {
+  // tp 2 x dp 2: each tp rank's dp ranks save into tp{r}-of-2/dp{d}-of-2/, with the tp rank's
+  // model-parallel stream; dropout makes the streams matter.
+  std::vector<std::string> layout = {"parallel.fsdp=true", "parallel.tensor_model_parallel_size=2",
+                                     "model.hidden_dropout=0.1"};
+  Metrics uninterrupted = run_ranks(4, "fsdp_tp_whole", layout);
+  std::string checkpoints = folder_->file("fsdp_tp_checkpoints");
+  std::vector<std::string> job = layout;
+  for (const std::string& o :
+       {std::string("train.resume=auto"), std::string("train.exit_interval=3"), "checkpoint.save=" + checkpoints})
+    job.push_back(o);
+  run_ranks(4, "fsdp_tp_jobs", job, 1, 3, "_first");
+  for (const char* shard : {"tp0-of-2/dp0-of-2", "tp0-of-2/dp1-of-2", "tp1-of-2/dp0-of-2", "tp1-of-2/dp1-of-2"})
+    EXPECT_TRUE(fs::exists(fs::path(checkpoints) / shard / "iter_0000003.h5")) << shard;
+  Metrics resumed = run_ranks(4, "fsdp_tp_jobs", job, 4, 6, "_second");
+  expect_bit_for_bit(resumed, uninterrupted);
+  EXPECT_NE(uninterrupted.steps.at(kSteps).at("loss").get<double>(),
+            one_rank_->steps.at(kSteps).at("loss").get<double>())
+      << "dropout must change the losses, or this test checks nothing about the dropout streams";
+}
+
 // Pipeline parallelism: an 8-layer llama-tiny with tied embeddings (so the first and the last
 // stage hold the two copies of the word embeddings and sum their gradients), compared with its
 // own one-process run. Every layout gives that run's losses, gradient norms and validation
@@ -351,14 +438,6 @@ class TrainPipeline : public TrainMpi {
     one_rank_ = new Metrics(read_metrics(folder_->file("one")));
   }
 };
-
-std::vector<std::string> folder_names(const std::string& directory) {
-  std::vector<std::string> names;
-  for (const fs::directory_entry& entry : fs::directory_iterator(directory))
-    names.push_back(entry.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 TEST_F(TrainPipeline, TwoStagesWith1F1BAndGPipeMatchOneProcessAndSaveOnePiecePerStage) {
   std::string checkpoints = folder_->file("pp2_checkpoints");
@@ -396,6 +475,41 @@ TEST_F(TrainPipeline, TwoStagesInterleavedWithTwoChunksMatchOneProcess) {
       2, "pp2_vpp2", {"parallel.pipeline_model_parallel_size=2", "parallel.virtual_pipeline_model_parallel_size=2"});
   EXPECT_THAT(last_output_, HasSubstr("pipeline: interleaved_1f1b schedule, 8 micro-batches per step"));
   expect_matches_one_rank(interleaved);
+}
+
+// Interleaved: each pp rank's checkpoint holds both its chunks (layers 0-1 and 4-5 on stage 0)
+// and each chunk's dropout stream; jobs of 3 steps give exactly the uninterrupted run's losses.
+// Resuming the pieces without interleaving is refused in one line.
+TEST_F(TrainPipeline, TwoStagesInterleavedJobsWithDropoutResumeBitForBit) {
+  std::vector<std::string> layout = {"parallel.pipeline_model_parallel_size=2",
+                                     "parallel.virtual_pipeline_model_parallel_size=2", "model.hidden_dropout=0.1"};
+  Metrics uninterrupted = run_ranks(2, "vpp_whole", layout);
+  std::string checkpoints = folder_->file("vpp_jobs_checkpoints");
+  std::vector<std::string> job = layout;
+  for (const std::string& o :
+       {std::string("train.resume=auto"), std::string("train.exit_interval=3"), "checkpoint.save=" + checkpoints})
+    job.push_back(o);
+  run_ranks(2, "vpp_jobs", job, 1, 3, "_first");
+  TrainingCheckpoint stage0 = read_checkpoint_file(checkpoints + "/tp0-pp0-of-1x2/iter_0000003.h5");
+  for (const char* name : {"embedding.word_embeddings.weight", "decoder.layers.1.mlp.linear_fc1.weight",
+                           "decoder.layers.4.mlp.linear_fc1.weight", "decoder.layers.5.mlp.linear_fc1.weight"}) {
+    EXPECT_EQ(stage0.model.count(name), 1u) << name;
+    EXPECT_EQ(stage0.optimizer.exp_avg.count(name), 1u) << name;
+  }
+  EXPECT_EQ(stage0.model.count("decoder.layers.2.mlp.linear_fc1.weight"), 0u) << "stage 1's layer";
+  EXPECT_EQ(stage0.chunk_dropout_rngs.size(), 1u) << "chunk 1's stream";
+  Metrics resumed = run_ranks(2, "vpp_jobs", job, 4, 6, "_second");
+  expect_bit_for_bit(resumed, uninterrupted);
+  EXPECT_NE(uninterrupted.steps.at(kSteps).at("loss").get<double>(),
+            one_rank_->steps.at(kSteps).at("loss").get<double>())
+      << "dropout must change the losses, or this test checks nothing about the chunks' streams";
+
+  std::vector<std::string> plain = job;
+  plain.erase(plain.begin() + 1);  // vpp 1 on the same pp 2 and directory
+  plain.push_back("logging.run_dir=" + folder_->file("vpp_as_plain"));
+  expect_refused(run(mpirun(2) + train_command(recipe(), plain), *folder_, "vpp_as_plain"),
+                 "holds 2 model chunk(s) of a pipeline rank but this rank has 1; resume with the "
+                 "parallel.virtual_pipeline_model_parallel_size it was saved with");
 }
 
 TEST_F(TrainPipeline, FourStagesWith1F1BMatchOneProcess) {
@@ -503,13 +617,6 @@ TEST_F(BadLayout, InterleavingWithFewerMicroBatchesThanStagesIsRefused) {
                           "model.num_layers=8", "train.global_batch_size=2"});
   EXPECT_THAT(error, HasSubstr("parallel.pipeline_schedule interleaved_1f1b with "
                                "parallel.virtual_pipeline_model_parallel_size 2 and 2 micro-batches"));
-}
-
-TEST_F(BadLayout, ZeroStage3WithCheckpointsIsRefusedUntilTheDistributedCheckpoint) {
-  std::string error = refused("zero3_save", {"parallel.zero_stage=3", "checkpoint.save=" + folder_->file("ckpt")});
-  EXPECT_THAT(error, HasSubstr("checkpoint.save with parallel.zero_stage = 3 is not supported yet"));
-  EXPECT_THAT(error, HasSubstr("issue 11"));
-  EXPECT_FALSE(fs::exists(folder_->file("ckpt")));
 }
 
 }  // namespace
