@@ -58,6 +58,9 @@ const std::vector<KeySpec>& config_schema() {
       {"parallel", "ddp_bucket_size_mb", K::Float, "40",
        "data-parallel gradient all-reduce bucket size in MiB of f32 gradients (smaller buckets start reducing "
        "earlier in backward, larger ones make fewer calls)", 0.0},
+      {"parallel", "grad_reduce_in_bf16", K::Bool, "false",
+       "data-parallel gradients (buffer, ZeRO shards, reductions) in bf16 instead of f32: half the gradient memory "
+       "(and NCCL traffic), less precise accumulation (Megatron's --grad-reduce-in-bf16; needs train.precision bf16)"},
       {"parallel", "distributed_timeout_minutes", K::Float, "10",
        "a collective unfinished after this long is a hang: the watchdog names it, dumps every rank's flight "
        "recorder into RUN_DIR/flight_recorder (read it with `tessera doctor hang RUN_DIR`) and ends the job", 0.0},

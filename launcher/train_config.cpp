@@ -249,6 +249,13 @@ TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launc
   TS_CHECK(c.precision != Precision::FP16 || c.zero_stage == 0, r.origin("train.precision"),
            ": train.precision = fp16 with parallel.zero_stage = ", c.zero_stage,
            " is not supported (the loss scaler needs whole gradients); use bf16 or zero_stage 0");
+  // bf16 gradients take the parameters' dtype (parallel/distributed_data_parallel.h).
+  const bool bf16_grads = r.get_bool("parallel.grad_reduce_in_bf16");
+  TS_CHECK(!bf16_grads || c.precision == Precision::BF16, r.origin("parallel.grad_reduce_in_bf16"),
+           ": parallel.grad_reduce_in_bf16 = true needs train.precision = bf16 (gradients take the parameters' dtype); "
+           "set train.precision: bf16 or grad_reduce_in_bf16: false, got precision ",
+           precision);
+  c.grad_reduce_dtype = bf16_grads ? DType::BF16 : DType::F32;
   pipeline_from(r, c);
   c.pipeline_trace = r.get_bool("logging.pipeline_trace");
   c.resume = r.get_string("train.resume");

@@ -46,6 +46,9 @@ struct TrainConfig {
   PipelineScheduleKind pipeline_schedule = PipelineScheduleKind::OneFOneB;
   bool pipeline_trace = false;  // logging.pipeline_trace: Chrome trace of the first step in run_dir
   double ddp_bucket_size_mb = 40.0;  // DistributedDataParallel's gradient bucket target
+  // Data-parallel gradient dtype (DdpOptions/FsdpOptions::grad_dtype): f32, or bf16 with
+  // parallel.grad_reduce_in_bf16.
+  DType grad_reduce_dtype = DType::F32;
   // 1: optimizer state sharded over dp, 2: gradients too (optim/distributed_optimizer.h), 3: parameters
   // too (parallel/fsdp.h; parallel.fsdp: true is the same).
   int zero_stage = 0;

@@ -173,15 +173,18 @@ class TrainingRun {
   TrainResult result_;
 };
 
-// With process groups, gradients live in DDP's f32 buffer; alone, 16-bit parameters get f32
+// With process groups, gradients live in DDP's buffer (f32, or bf16 with
+// parallel.grad_reduce_in_bf16); alone, 16-bit parameters get f32
 // buffers of their own and f32 ones accumulate as autograd allocates.
 std::unique_ptr<DistributedDataParallel> make_ddp(const TrainConfig& c, const RankRole& role,
                                                   const std::vector<Tensor>& parameters) {
   if (!role.groups || role.fsdp) return nullptr;
   GradSync sync = !role.zero ? GradSync::AllReduce : c.zero_stage == 1 ? GradSync::ReduceScatter : GradSync::Sharded;
-  return std::make_unique<DistributedDataParallel>(
-      parameters, role.groups->dp(),
-      DdpOptions{.bucket_size_mb = c.ddp_bucket_size_mb, .reduction = ReduceOp::Sum, .grad_sync = sync});
+  return std::make_unique<DistributedDataParallel>(parameters, role.groups->dp(),
+                                                   DdpOptions{.bucket_size_mb = c.ddp_bucket_size_mb,
+                                                              .reduction = ReduceOp::Sum,
+                                                              .grad_sync = sync,
+                                                              .grad_dtype = c.grad_reduce_dtype});
 }
 
 // ZeRO-3: shards the model's units over dp (each rank passes the same full values: every rank
@@ -189,7 +192,8 @@ std::unique_ptr<DistributedDataParallel> make_ddp(const TrainConfig& c, const Ra
 std::unique_ptr<FullyShardedDataParallel> make_fsdp(const TrainConfig& c, const RankRole& role, GptModel* model) {
   if (!role.fsdp) return nullptr;
   auto fsdp = std::make_unique<FullyShardedDataParallel>(
-      model->fsdp_units(), role.groups->dp(), FsdpOptions{.prefetch = c.fsdp_prefetch, .reduction = ReduceOp::Sum});
+      model->fsdp_units(), role.groups->dp(),
+      FsdpOptions{.prefetch = c.fsdp_prefetch, .reduction = ReduceOp::Sum, .grad_dtype = c.grad_reduce_dtype});
   model->set_fsdp(fsdp.get());
   return fsdp;
 }

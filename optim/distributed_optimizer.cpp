@@ -141,9 +141,10 @@ ZeroMemoryReport DistributedOptimizer::memory_report() const {
   report.optimizer_state = 3 * size_t(master_.numel()) * sizeof(float);
   const int64_t n = ddp_.communicator().size();
   const size_t dsize = dtype_size(parameters_.front().dtype());
+  const size_t gsize = dtype_size(ddp_.options().grad_dtype);
   for (const GradBucket& bucket : ddp_.buckets()) {
-    size_t bytes = size_t(bucket.numel / n) * (sizeof(float) + dsize) + size_t(bucket.numel) * dsize;
-    if (ddp_.options().grad_sync == GradSync::Sharded) bytes += size_t(bucket.numel) * sizeof(float);
+    size_t bytes = size_t(bucket.numel / n) * (gsize + dsize) + size_t(bucket.numel) * dsize;
+    if (ddp_.options().grad_sync == GradSync::Sharded) bytes += size_t(bucket.numel) * gsize;
     report.communication = std::max(report.communication, bytes);
   }
   return report;

@@ -11,15 +11,16 @@
 //
 // step(grad_scale): the DDP must have been built with GradSync::ReduceScatter (stage 1) or
 // GradSync::Sharded (stage 2), and finish_grad_sync() called: ddp.bucket_grad_shard(b) then
-// holds the reduced gradient of the owned ranges. The backend's fused AdamW updates the master
+// holds the reduced gradient of the owned ranges (f32, or 16-bit with DdpOptions::grad_dtype:
+// the fused AdamW and the grad norm read either). The backend's fused AdamW updates the master
 // pieces (one launch per decay group), then each bucket's updated shard, rounded to the
 // parameters' dtype, is all-gathered over dp and copied into the parameters, so every rank ends
 // with the same full parameters.
 //
 // Memory (per rank, psi parameters, N dp ranks; see docs/distributed.md): parameters psi x
 // dtype size (the model's own tensors), gradients ddp.grad_buffer_bytes() (4 psi for stage 1,
-// 4 psi / N for stage 2), optimizer state 12 psi / N (+ bucket padding). memory_report() measures
-// them from the live tensors.
+// 4 psi / N for stage 2; 2 psi and 2 psi / N with bf16 gradients), optimizer state 12 psi / N
+// (+ bucket padding). memory_report() measures them from the live tensors.
 #pragma once
 
 #include <cstddef>

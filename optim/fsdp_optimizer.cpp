@@ -96,7 +96,7 @@ ZeroMemoryReport FsdpOptimizer::memory_report() const {
   for (size_t u = 0; u < fsdp_.num_units(); ++u) {
     const Tensor shard = fsdp_.parameter_shard(u);
     report.parameters += size_t(shard.numel()) * dtype_size(shard.dtype());
-    report.gradients += size_t(fsdp_.grad_shard(u).numel()) * sizeof(float);
+    report.gradients += size_t(fsdp_.grad_shard(u).numel()) * dtype_size(fsdp_.grad_shard(u).dtype());
   }
   report.optimizer_state = 3 * size_t(master_.numel()) * sizeof(float);
   report.communication = fsdp_.gather_buffer_bound_bytes() + fsdp_.reduce_buffer_bound_bytes();

@@ -12,8 +12,9 @@
 // takes its master, rounded to the parameters' dtype. No collective: the next forward gathers.
 //
 // Memory per rank (psi parameters of dtype size d, N dp ranks; docs/distributed.md): parameters
-// d psi / N, gradients 4 psi / N, optimizer state 12 psi / N: (d + 16) psi / N in all, 18 psi / N
-// for bf16 (the 16 psi / N with our f32 gradients), plus unit padding and the stated
+// d psi / N, gradients 4 psi / N (2 psi / N with FsdpOptions::grad_dtype bf16), optimizer state
+// 12 psi / N: (d + 16) psi / N in all, 18 psi / N for bf16 with f32 gradients and the issue's
+// 16 psi / N with bf16 gradients (the fused AdamW reads either), plus unit padding and the stated
 // gather and reduction buffers (communication). memory_report() measures the live tensors.
 #pragma once
 

@@ -16,14 +16,14 @@ struct DistributedDataParallel::State {
   std::vector<Tensor> parameters;
   Communicator* comm = nullptr;
   DdpOptions options;
-  Tensor buffer;        // the full f32 gradient buffer (AllReduce, ReduceScatter)
+  Tensor buffer;        // the full gradient buffer (AllReduce, ReduceScatter)
   Tensor shard_buffer;  // this rank's shard of every bucket, bucket after bucket (Sharded)
   std::vector<GradBucket> buckets;
   std::vector<GradRange> ranges;
   std::vector<Tensor> bucket_views;  // buffer ranges handed to the communicator
   bool sync_enabled = true;
 
-  // Transient, per bucket: the f32 gradients being gathered (Sharded) and the reduce-scatter's
+  // Transient, per bucket: the gradients being gathered (Sharded) and the reduce-scatter's
   // output until it is landed in the persistent buffer (ReduceScatter, Sharded).
   std::vector<Tensor> staging;
   std::vector<Tensor> received;
@@ -70,13 +70,13 @@ struct DistributedDataParallel::State {
       work[b] = comm->all_reduce_async(bucket_views[b], options.reduction);
       return;
     }
-    received[b] = Tensor::empty({buckets[b].numel / comm->size()}, DType::F32, comm->device());
+    received[b] = Tensor::empty({buckets[b].numel / comm->size()}, options.grad_dtype, comm->device());
     if (options.grad_sync == GradSync::ReduceScatter) {
       work[b] = comm->reduce_scatter_async(bucket_views[b], received[b], options.reduction);
       return;
     }
     // A bucket none of whose parameters got a gradient this pass contributes zeros.
-    if (!staging[b].defined()) staging[b] = Tensor::zeros({buckets[b].numel}, DType::F32, comm->device());
+    if (!staging[b].defined()) staging[b] = Tensor::zeros({buckets[b].numel}, options.grad_dtype, comm->device());
     work[b] = comm->reduce_scatter_async(staging[b], received[b], options.reduction);
   }
 
@@ -101,7 +101,7 @@ struct DistributedDataParallel::State {
     const GradBucket& bucket = buckets[range.bucket];
     NoGradGuard no_grad;
     Tensor& stage = staging[range.bucket];
-    if (!stage.defined()) stage = Tensor::zeros({bucket.numel}, DType::F32, comm->device());
+    if (!stage.defined()) stage = Tensor::zeros({bucket.numel}, options.grad_dtype, comm->device());
     stage.narrow(0, range.offset - bucket.offset, range.numel).copy_(p.grad().reshape({range.numel}));
     p.set_grad(Tensor());
   }
@@ -134,7 +134,7 @@ struct DistributedDataParallel::State {
 
 namespace {
 
-void check_parameters(const std::vector<Tensor>& parameters, const Communicator& comm) {
+void check_parameters(const std::vector<Tensor>& parameters, const Communicator& comm, DType grad_dtype) {
   TS_CHECK(!parameters.empty(), "DistributedDataParallel: no parameters to synchronise");
   std::unordered_set<const TensorImpl*> seen;
   for (size_t i = 0; i < parameters.size(); ++i) {
@@ -147,6 +147,9 @@ void check_parameters(const std::vector<Tensor>& parameters, const Communicator&
              "; gradients need a floating dtype");
     TS_CHECK(seen.insert(p.impl()).second, "DistributedDataParallel: parameter ", i,
              " appears twice in the list; pass each parameter once");
+    TS_CHECK(grad_dtype == DType::F32 || p.dtype() == grad_dtype, "DistributedDataParallel: grad_dtype ",
+             dtype_name(grad_dtype), " needs every parameter in ", dtype_name(grad_dtype), " but parameter ", i, " is ",
+             dtype_name(p.dtype()), "; use grad_dtype f32 (grad_reduce_in_bf16 off) for mixed dtypes");
   }
 }
 
@@ -160,7 +163,10 @@ DistributedDataParallel::DistributedDataParallel(std::vector<Tensor> parameters,
            "DistributedDataParallel: bucket_size_mb must be a positive number of MiB, got ", options.bucket_size_mb);
   TS_CHECK(options.reduction == ReduceOp::Sum || options.reduction == ReduceOp::Avg,
            "DistributedDataParallel: reduction must be sum or avg, got ", reduce_op_name(options.reduction));
-  check_parameters(parameters, dp);
+  TS_CHECK(options.grad_dtype == DType::F32 || options.grad_dtype == DType::BF16 || options.grad_dtype == DType::F16,
+           "DistributedDataParallel: grad_dtype must be f32 or the parameters' 16-bit dtype (bf16, f16), got ",
+           dtype_name(options.grad_dtype));
+  check_parameters(parameters, dp, options.grad_dtype);
   State& s = *state_;
   s.parameters = std::move(parameters);
   s.comm = &dp;
@@ -188,9 +194,9 @@ DistributedDataParallel::DistributedDataParallel(std::vector<Tensor> parameters,
 
   const bool sharded = options.grad_sync == GradSync::Sharded;
   if (sharded) {
-    s.shard_buffer = Tensor::zeros({at / dp.size()}, DType::F32, dp.device());
+    s.shard_buffer = Tensor::zeros({at / dp.size()}, options.grad_dtype, dp.device());
   } else {
-    s.buffer = Tensor::zeros({at}, DType::F32, dp.device());
+    s.buffer = Tensor::zeros({at}, options.grad_dtype, dp.device());
     for (const GradBucket& bucket : s.buckets)
       s.bucket_views.push_back(s.buffer.narrow(0, bucket.offset, bucket.numel));
   }
@@ -252,7 +258,7 @@ const DdpOptions& DistributedDataParallel::options() const { return state_->opti
 const Tensor& DistributedDataParallel::grad_buffer() const { return state_->buffer; }
 size_t DistributedDataParallel::grad_buffer_bytes() const {
   const Tensor& persistent = state_->options.grad_sync == GradSync::Sharded ? state_->shard_buffer : state_->buffer;
-  return static_cast<size_t>(persistent.numel()) * sizeof(float);
+  return static_cast<size_t>(persistent.numel()) * dtype_size(persistent.dtype());
 }
 GradRange DistributedDataParallel::bucket_shard(size_t b) const {
   TS_CHECK(b < state_->buckets.size(), "DistributedDataParallel::bucket_shard: bucket ", b, " of ",

@@ -1,11 +1,14 @@
 // DistributedDataParallel: Megatron-core's DDP gradient reduction over a data-parallel group,
 // for any list of parameters (parallel knows nothing of models).
 //
-// Memory: one contiguous f32 gradient buffer on the communicator's device holds every
-// parameter's gradient (Megatron's main_grad; f32 whatever the parameter dtype, so 16-bit
-// parameters accumulate and reduce in f32). Each parameter's .grad is set to a view into it, so
-// the autograd engine accumulates straight into the buffer (AccumulateGrad adds in place into an
-// installed gradient, converting a bf16/f16 incoming gradient to f32).
+// Memory: one contiguous gradient buffer on the communicator's device holds every parameter's
+// gradient (Megatron's main_grad). Its dtype is DdpOptions::grad_dtype: f32 by default whatever
+// the parameter dtype, so 16-bit parameters accumulate and reduce in f32; or the parameters' own
+// 16-bit dtype (Megatron's --grad-reduce-in-bf16), which halves gradient memory (and NCCL's
+// traffic) at the cost of accumulating micro-batches and storing the ranks' sum in 16 bits (the
+// MPI communicator widens a reduction to f32 internally; what is stored is 16-bit). Each parameter's
+// .grad is set to a view into it, so the autograd engine accumulates straight into the buffer
+// (AccumulateGrad adds in place into an installed gradient, converting the incoming gradient).
 //
 // Buckets: parameters are placed in reverse order of the list (backward produces gradients
 // roughly in reverse order of the forward), consecutively; a bucket closes once it holds at
@@ -34,16 +37,16 @@
 // Sharding (ZeRO, see optim/distributed_optimizer.h): rank r of N owns elements
 // [offset + r * numel / N, offset + (r + 1) * numel / N) of every bucket (bucket_shard()).
 // - GradSync::AllReduce (stage 0): as above, every rank ends with the whole reduced buffer.
-// - GradSync::ReduceScatter (stage 1): the full f32 buffer is kept and accumulates locally as
+// - GradSync::ReduceScatter (stage 1): the full buffer is kept and accumulates locally as
 //   in stage 0, but each bucket is reduce-scattered; after finish_grad_sync only this rank's
 //   shard of each bucket holds the reduced gradient (the rest holds this rank's local sums).
 //   Each reduce-scatter writes into a transient bucket_numel / N buffer that is copied into
 //   place when it completes.
 // - GradSync::Sharded (stage 2, DeepSpeed's layout): no full buffer. Parameters hold no
 //   gradient between backward passes; autograd allocates one (in the parameter's dtype), and the
-//   grad-ready hook copies it into its bucket's transient f32 staging buffer (allocated when the
-//   bucket's first gradient arrives) and drops it. A full bucket is reduce-scattered; when that
-//   completes, the result is added into the persistent f32 shard buffer (total_numel / N) and
+//   grad-ready hook copies it into its bucket's transient staging buffer (grad_dtype, allocated
+//   when the bucket's first gradient arrives) and drops it. A full bucket is reduce-scattered;
+//   when that completes, the result is added into the persistent shard buffer (total_numel / N) and
 //   the staging buffer is released. Every backward reduces (gradient accumulation sums into the
 //   shard, one reduce-scatter per micro-batch), so grad sync cannot be turned off: call
 //   finish_grad_sync() after every backward.
@@ -66,9 +69,14 @@ namespace tessera {
 enum class GradSync { AllReduce, ReduceScatter, Sharded };  // ZeRO stage 0, 1, 2 (see above)
 
 struct DdpOptions {
-  double bucket_size_mb = 40.0;        // target bucket size in MiB of f32 gradients (> 0)
+  // Target bucket size in MiB of f32 gradients (> 0); counted in f32 whatever grad_dtype, so the
+  // bucket layout (and a ZeRO checkpoint's shards) does not depend on the gradient dtype.
+  double bucket_size_mb = 40.0;
   ReduceOp reduction = ReduceOp::Sum;  // Sum or Avg
   GradSync grad_sync = GradSync::AllReduce;
+  // Dtype of the gradient buffer, shards and reductions: f32, or the parameters' dtype when every
+  // parameter has the same 16-bit dtype (bf16 or f16).
+  DType grad_dtype = DType::F32;
 };
 
 // One bucket: a contiguous range of the gradient buffer.
@@ -122,12 +130,12 @@ class DistributedDataParallel {
   const std::vector<Tensor>& parameters() const;
   Communicator& communicator() const;
   const DdpOptions& options() const;
-  const Tensor& grad_buffer() const;  // 1-D f32; undefined for GradSync::Sharded
+  const Tensor& grad_buffer() const;  // 1-D grad_dtype; undefined for GradSync::Sharded
   // Persistent gradient bytes: the full buffer, or the shard buffer for GradSync::Sharded.
   size_t grad_buffer_bytes() const;
   // This rank's range [offset, offset + numel) of bucket b, in buffer elements.
   GradRange bucket_shard(size_t b) const;
-  // This rank's reduced gradient for bucket_shard(b) (1-D f32 view); valid after finish_grad_sync.
+  // This rank's reduced gradient for bucket_shard(b) (1-D grad_dtype view); valid after finish_grad_sync.
   Tensor bucket_grad_shard(size_t b) const;
   const std::vector<GradBucket>& buckets() const;
   const std::vector<GradRange>& grad_ranges() const;  // aligned with parameters()

@@ -23,13 +23,14 @@ struct FullyShardedDataParallel::State {
     DType dtype = DType::F32;
     Tensor flat;         // [numel] over the storage every parameter views; released when not gathered
     Tensor param_shard;  // [S], dtype
-    Tensor grad_shard;   // [S], f32
+    Tensor grad_shard;   // [S], FsdpOptions::grad_dtype
     Phase phase = Phase::Released;
     std::unique_ptr<WorkHandle> gather;
-    Tensor staging;  // [numel] f32 while its backward accumulates; the parameters' grads view it
+    Tensor staging;  // [numel] grad_dtype while its backward accumulates; the parameters' grads view it
     size_t grads_pending = 0;
     size_t bytes() const { return size_t(layout.numel) * dtype_size(dtype); }
-    size_t reduce_bytes() const { return size_t(layout.numel + layout.shard_numel) * sizeof(float); }
+    DType grad_dtype = DType::F32;
+    size_t reduce_bytes() const { return size_t(layout.numel + layout.shard_numel) * dtype_size(grad_dtype); }
   };
 
   struct Reduction {
@@ -90,7 +91,7 @@ struct FullyShardedDataParallel::State {
   }
 
   // Backward reached these units (their output's identity node): gather, prefetch the units
-  // before, and route their parameters' gradients into f32 staging.
+  // before, and route their parameters' gradients into staging (grad_dtype).
   void pre_backward(const std::vector<size_t>& list) {
     for (size_t u : list) gather(u, true);
     prefetch(list.front(), -1);
@@ -98,8 +99,8 @@ struct FullyShardedDataParallel::State {
     for (size_t u : list) {
       Unit& unit = units[u];
       if (unit.staging.defined()) continue;
-      unit.staging = Tensor::zeros({unit.layout.numel}, DType::F32, comm->device());
-      stats.reduce_bytes += size_t(unit.layout.numel) * sizeof(float);
+      unit.staging = Tensor::zeros({unit.layout.numel}, unit.grad_dtype, comm->device());
+      stats.reduce_bytes += size_t(unit.layout.numel) * dtype_size(unit.grad_dtype);
       stats.peak_reduce_bytes = std::max(stats.peak_reduce_bytes, stats.reduce_bytes);
       unit.grads_pending = unit.parameters.size();
       for (size_t i = 0; i < unit.parameters.size(); ++i) {
@@ -117,7 +118,7 @@ struct FullyShardedDataParallel::State {
     r.work->wait();
     NoGradGuard no_grad;
     units[r.unit].grad_shard.add_(r.out);
-    stats.reduce_bytes -= size_t(r.staging.numel() + r.out.numel()) * sizeof(float);
+    stats.reduce_bytes -= size_t(r.staging.numel() + r.out.numel()) * dtype_size(r.out.dtype());
   }
 
   void poll() {
@@ -130,10 +131,11 @@ struct FullyShardedDataParallel::State {
     Unit& unit = units[u];
     release(u);
     while (reductions.size() >= kMaxReductionsInFlight) land_oldest();
-    Reduction r{u, std::move(unit.staging), Tensor::empty({unit.layout.shard_numel}, DType::F32, comm->device()), {}};
+    Reduction r{
+        u, std::move(unit.staging), Tensor::empty({unit.layout.shard_numel}, unit.grad_dtype, comm->device()), {}};
     unit.staging = Tensor();
     for (const Tensor& p : unit.parameters) p.set_grad(Tensor());
-    stats.reduce_bytes += size_t(unit.layout.shard_numel) * sizeof(float);
+    stats.reduce_bytes += size_t(unit.layout.shard_numel) * dtype_size(unit.grad_dtype);
     stats.peak_reduce_bytes = std::max(stats.peak_reduce_bytes, stats.reduce_bytes);
     r.work = comm->reduce_scatter_async(r.staging, r.out, options.reduction);
     ++stats.reduce_scatters;
@@ -167,6 +169,9 @@ FullyShardedDataParallel::FullyShardedDataParallel(std::vector<std::vector<Tenso
            " must be >= 0 (units gathered ahead; 0 turns prefetching off)");
   TS_CHECK(options.reduction == ReduceOp::Sum || options.reduction == ReduceOp::Avg, s.where(),
            ": reduction must be Sum or Avg");
+  TS_CHECK(options.grad_dtype == DType::F32 || options.grad_dtype == DType::BF16 || options.grad_dtype == DType::F16,
+           s.where(), ": grad_dtype must be f32 or the parameters' 16-bit dtype (bf16, f16), got ",
+           dtype_name(options.grad_dtype));
   TS_CHECK(!units.empty(), s.where(), ": needs at least one unit of parameters");
   const int64_t n = dp.size();
   std::vector<TensorImpl*> seen;
@@ -176,6 +181,10 @@ FullyShardedDataParallel::FullyShardedDataParallel(std::vector<std::vector<Tenso
     unit.parameters = std::move(units[u]);
     TS_CHECK(!unit.parameters.empty(), s.where(), ": unit ", u, " has no parameters");
     unit.dtype = unit.parameters.front().dtype();
+    unit.grad_dtype = s.options.grad_dtype;
+    TS_CHECK(unit.grad_dtype == DType::F32 || unit.grad_dtype == unit.dtype, s.where(), ": grad_dtype ",
+             dtype_name(unit.grad_dtype), " needs every unit in ", dtype_name(unit.grad_dtype), " but unit ", u, " is ",
+             dtype_name(unit.dtype), "; use grad_dtype f32 (grad_reduce_in_bf16 off) for mixed dtypes");
     int64_t at = 0;
     for (const Tensor& p : unit.parameters) {
       TS_CHECK(p.is_leaf() && p.requires_grad() && p.is_contiguous() && p.device() == dp.device() &&
@@ -198,7 +207,7 @@ FullyShardedDataParallel::FullyShardedDataParallel(std::vector<std::vector<Tenso
       p.set_storage(unit.flat.storage(), unit.layout.offsets[i]);
     }
     unit.param_shard = unit.flat.narrow(0, unit.layout.shard_offset, unit.layout.shard_numel).clone();
-    unit.grad_shard = Tensor::zeros({unit.layout.shard_numel}, DType::F32, dp.device());
+    unit.grad_shard = Tensor::zeros({unit.layout.shard_numel}, unit.grad_dtype, dp.device());
     unit.flat.storage()->release();
     s.units.push_back(std::move(unit));
   }

@@ -5,7 +5,8 @@
 // Layout: a unit's parameters (one dtype, contiguous) become views of one flat buffer of the
 // unit's numel padded to a multiple of N (Tensor::set_storage), so an all-gather writes them in
 // place. Rank r of N persistently holds only elements [r S, (r + 1) S) (S = padded / N) of it:
-// parameter_shard(u) in the parameters' dtype and grad_shard(u) in f32. The flat buffer's memory
+// parameter_shard(u) in the parameters' dtype and grad_shard(u) in FsdpOptions::grad_dtype (f32,
+// or the parameters' 16-bit dtype as Megatron's --grad-reduce-in-bf16). The flat buffer's memory
 // exists only while the unit is gathered (Storage::release/refill): the parameter tensors, and
 // every tensor the autograd graph saved from them, stay the same objects throughout.
 //
@@ -13,7 +14,7 @@
 // async all-gather of the next `prefetch` units; post_forward(units, outputs) frees them and,
 // when recording, passes the unit's outputs through an identity op whose backward runs before
 // the unit's own backward (the engine runs later nodes first): it gathers the units again,
-// prefetches the `prefetch` units before units.front(), and installs f32 staging views as the
+// prefetches the `prefetch` units before units.front(), and installs staging views as the
 // parameters' gradients, so autograd accumulates into the staging buffer in place. When the
 // last of a unit's parameter gradients is ready (grad-ready hook), the unit's full parameters are
 // freed, its staging buffer is reduce-scattered (async; at most two in flight, then the oldest
@@ -28,11 +29,11 @@
 // Collectives are issued in the same order on every rank because the forward and the autograd
 // order are the same on every rank. Reduction: Sum or Avg, as DdpOptions.
 //
-// Memory per rank (psi parameters of dtype size d in the units): parameter shards d psi / N,
-// gradient shards 4 psi / N (+ padding). Transient, measured by stats(): gathered units at most
-// (2 + prefetch) of the largest unit (current, prefetched, one used out of order) in its dtype,
-// reduction buffers at most 4 x (numel + S) x 4 bytes of the largest unit (the unit
-// accumulating, one used out of order, two reduce-scatters in flight).
+// Memory per rank (psi parameters of dtype size d in the units, gradient dtype size g = 4 or 2):
+// parameter shards d psi / N, gradient shards g psi / N (+ padding). Transient, measured by
+// stats(): gathered units at most (2 + prefetch) of the largest unit (current, prefetched, one
+// used out of order) in its dtype, reduction buffers at most 4 x (numel + S) x g bytes of the
+// largest unit (the unit accumulating, one used out of order, two reduce-scatters in flight).
 #pragma once
 
 #include <cstddef>
@@ -47,6 +48,9 @@ namespace tessera {
 struct FsdpOptions {
   int prefetch = 1;                    // units all-gathered ahead of use, forward and backward (>= 0)
   ReduceOp reduction = ReduceOp::Sum;  // Sum or Avg
+  // Dtype of the staging buffers, reductions and gradient shards: f32, or the units' dtype when
+  // every unit has the same 16-bit dtype (bf16 or f16).
+  DType grad_dtype = DType::F32;
 };
 
 // Where a unit's parameters sit in its flat buffer, and this rank's shard of it.
@@ -91,7 +95,7 @@ class FullyShardedDataParallel {
   const std::vector<Tensor>& unit_parameters(size_t unit) const;
   const FsdpUnitLayout& unit_layout(size_t unit) const;
   Tensor parameter_shard(size_t unit) const;  // 1-D, the parameters' dtype; the optimizer writes it
-  Tensor grad_shard(size_t unit) const;       // 1-D f32; valid after finish_grad_sync
+  Tensor grad_shard(size_t unit) const;       // 1-D grad_dtype; valid after finish_grad_sync
   Communicator& communicator() const;
   const FsdpOptions& options() const;
   FsdpStats stats() const;

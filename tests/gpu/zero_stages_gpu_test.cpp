@@ -1,7 +1,7 @@
 // Every ZeRO stage on one GPU (a one-rank NCCL world): a small bf16 Llama-shaped GptModel trained
 // 6 steps with DDP + AdamW (stage 0), ZeRO-1 and ZeRO-2 (DistributedOptimizer over DDP's
 // reduce-scatter / sharded gradients) and ZeRO-3 (FSDP + FsdpOptimizer), with clipping that
-// engages. With one rank every stage computes the same update from the same gradients, so the
+// engages, once with f32 gradient buffers and once with bf16 ones. With one rank every stage computes the same update from the same gradients, so the
 // losses and gradient norms must match stage 0's to f32 rounding of the reductions (1e-4
 // relative, bf16 parameters); the ZeRO-3 run also ends with its full parameters released.
 #include <gtest/gtest.h>
@@ -51,7 +51,7 @@ struct TrainedRun {
   std::vector<double> losses, grad_norms;
 };
 
-TrainedRun train(Communicator& world, int stage) {
+TrainedRun train(Communicator& world, int stage, DType grad_dtype) {
   const TransformerConfig c = config();
   GptModel model(c, 7, ParamOptions{DType::BF16, kGpu});
   AdamWOptions adamw{.lr = 3e-3, .weight_decay = 0.1};
@@ -61,12 +61,12 @@ TrainedRun train(Communicator& world, int stage) {
   std::unique_ptr<FullyShardedDataParallel> fsdp;
   std::unique_ptr<FsdpOptimizer> zero3;
   if (stage == 3) {
-    fsdp = std::make_unique<FullyShardedDataParallel>(model.fsdp_units(), world, FsdpOptions{.prefetch = 1});
+    fsdp = std::make_unique<FullyShardedDataParallel>(model.fsdp_units(), world, FsdpOptions{.prefetch = 1, .grad_dtype = grad_dtype});
     model.set_fsdp(fsdp.get());
     zero3 = std::make_unique<FsdpOptimizer>(*fsdp, adamw);
   } else {
     GradSync sync = stage == 0 ? GradSync::AllReduce : stage == 1 ? GradSync::ReduceScatter : GradSync::Sharded;
-    ddp = std::make_unique<DistributedDataParallel>(model.parameters(), world, DdpOptions{.grad_sync = sync});
+    ddp = std::make_unique<DistributedDataParallel>(model.parameters(), world, DdpOptions{.grad_sync = sync, .grad_dtype = grad_dtype});
     if (stage == 0) {
       plain = std::make_unique<AdamW>(model.parameters(), adamw);
     } else {
@@ -100,15 +100,19 @@ TrainedRun train(Communicator& world, int stage) {
 TEST(ZeroStagesGpu, EveryStageMatchesStageZeroOnOneGpu) {
   TS_REQUIRE_GPU();
   NcclCommunicator world(0);
-  const TrainedRun reference = train(world, 0);
-  EXPECT_LT(reference.losses.back(), reference.losses.front()) << "stage 0 should learn";
-  for (int stage = 1; stage <= 3; ++stage) {
-    const TrainedRun got = train(world, stage);
-    for (int s = 0; s < kSteps; ++s) {
-      EXPECT_NEAR(got.losses[s], reference.losses[s], kTolerance * reference.losses[s]) << "stage " << stage;
-      EXPECT_NEAR(got.grad_norms[s], reference.grad_norms[s], kTolerance * reference.grad_norms[s])
-          << "stage " << stage << " step " << s;
-      EXPECT_GT(reference.grad_norms[s], kClip) << "clipping should engage";
+  // f32 gradient buffers (Megatron's main_grad), then bf16 ones (grad_reduce_in_bf16).
+  for (DType grad_dtype : {DType::F32, DType::BF16}) {
+    const TrainedRun reference = train(world, 0, grad_dtype);
+    EXPECT_LT(reference.losses.back(), reference.losses.front()) << "stage 0 should learn";
+    for (int stage = 1; stage <= 3; ++stage) {
+      const TrainedRun got = train(world, stage, grad_dtype);
+      for (int s = 0; s < kSteps; ++s) {
+        EXPECT_NEAR(got.losses[s], reference.losses[s], kTolerance * reference.losses[s])
+            << "stage " << stage << " " << grad_dtype;
+        EXPECT_NEAR(got.grad_norms[s], reference.grad_norms[s], kTolerance * reference.grad_norms[s])
+            << "stage " << stage << " step " << s << " " << grad_dtype;
+        EXPECT_GT(reference.grad_norms[s], kClip) << "clipping should engage";
+      }
     }
   }
 }

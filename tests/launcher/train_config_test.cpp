@@ -96,7 +96,14 @@ TEST_F(TrainConfigTest, DataParallelSizeIsWhatTheWorldLeaves) {
   EXPECT_EQ(c.grad_accumulation_steps(), 2);  // 8 samples = 1 x 2 micro-batches x 4 ranks
   EXPECT_EQ(c.tokens_per_step(), 8 * 32);     // the global batch, whatever the layout
   EXPECT_EQ(c.ddp_bucket_size_mb, 40.0);
+  EXPECT_EQ(c.grad_reduce_dtype, DType::F32) << "gradients reduce in f32 unless parallel.grad_reduce_in_bf16";
   EXPECT_EQ(c.zero_stage, 0);
+  EXPECT_EQ(train_config_from_recipe(Recipe::parse(recipe(), "r.yaml",
+                                                   {"train.micro_batch_size=1", "train.precision=bf16",
+                                                    "parallel.grad_reduce_in_bf16=true"}),
+                                     launch_of(4))
+                .grad_reduce_dtype,
+            DType::BF16);
   for (int stage : {1, 2}) {
     TrainConfig zero = train_config_from_recipe(
         Recipe::parse(recipe(), "r.yaml", {"train.micro_batch_size=1", "parallel.zero_stage=" + std::to_string(stage)}),
@@ -141,6 +148,9 @@ TEST_F(TrainConfigTest, WhatThisBuildCannotRunYetIsRefusedWithWhatBringsIt) {
               AllOf(HasSubstr("fp16 with parallel.zero_stage = 1"), HasSubstr("use bf16")));
   EXPECT_THAT(error_of(recipe(), {"parallel.ddp_bucket_size_mb=0"}),
               HasSubstr("parallel.ddp_bucket_size_mb must be > 0"));
+  EXPECT_THAT(error_of(recipe(), {"parallel.grad_reduce_in_bf16=true", "train.precision=fp32"}, 2),
+              AllOf(HasSubstr("parallel.grad_reduce_in_bf16 = true needs train.precision = bf16"),
+                    HasSubstr("got precision fp32")));
   EXPECT_THAT(error_of(recipe(), {"parallel.tensor_model_parallel_size=2", "train.precision=fp16"}, 2),
               AllOf(HasSubstr("train.precision = fp16"), HasSubstr("use bf16")));
 }

@@ -6,7 +6,8 @@
 // parameter), a middle size and one huge bucket; with sum and avg reduction; with three
 // micro-batches of gradient accumulation (no collective before the last backward, counted by a
 // Communicator wrapper); with bf16 parameters (f32 buffer: against the f64 sum of each rank's
-// local bf16 gradients, a tolerance bf16 reduction could not meet). A hook-order test shows the
+// local bf16 gradients, a tolerance bf16 reduction could not meet; with grad_dtype bf16 in every
+// mode, against the same sum within bf16 rounding, in half the bytes). A hook-order test shows the
 // first bucket's all-reduce is issued before the last parameter's gradient is ready (and, as the
 // control, not with one bucket). Misuse is refused with a one-line reason.
 #include "parallel/distributed_data_parallel.h"
@@ -215,21 +216,14 @@ TEST_F(DistributedDataParallelTest, AccumulationCommunicatesOnlyAfterTheLastMicr
   expect_gradients_match(model.parameters(), full_batch_gradients(kMicro * size_));
 }
 
-TEST_F(DistributedDataParallelTest, Bf16ParametersReduceInTheF32Buffer) {
-  Mlp model(DType::BF16);
-  DistributedDataParallel ddp(model.parameters(), dp_, {.bucket_size_mb = 1e-9});
-  EXPECT_EQ(ddp.grad_buffer().dtype(), DType::F32);
-  const double factor = 1.0 / double(size_ * kRows);
-  block_loss(model, rank_, 1, factor, DType::BF16).backward();
-  ddp.finish_grad_sync();
-
-  // Reference: each rank's local bf16 gradient, computed here by an identical model with f32
-  // gradient buffers, summed in f64.
+// Each rank's local bf16 gradient of the bf16 Mlp (blocks 0 .. ranks - 1), computed here by an
+// identical model with f32 gradient buffers, summed in f64.
+std::vector<std::vector<double>> local_bf16_gradient_sum(int ranks, double factor) {
   Mlp reference(DType::BF16);
   std::vector<Tensor> params = reference.parameters();
   std::vector<std::vector<double>> expected(params.size());
   for (size_t i = 0; i < params.size(); ++i) expected[i].assign(size_t(params[i].numel()), 0.0);
-  for (int q = 0; q < size_; ++q) {
+  for (int q = 0; q < ranks; ++q) {
     for (const Tensor& p : params) p.set_grad(Tensor::zeros(p.shape(), DType::F32));
     block_loss(reference, q, 1, factor, DType::BF16).backward();
     for (size_t i = 0; i < params.size(); ++i) {
@@ -237,7 +231,59 @@ TEST_F(DistributedDataParallelTest, Bf16ParametersReduceInTheF32Buffer) {
       for (size_t j = 0; j < g.size(); ++j) expected[i][j] += g[j];
     }
   }
-  expect_gradients_match(model.parameters(), expected);
+  return expected;
+}
+
+TEST_F(DistributedDataParallelTest, Bf16ParametersReduceInTheF32Buffer) {
+  Mlp model(DType::BF16);
+  DistributedDataParallel ddp(model.parameters(), dp_, {.bucket_size_mb = 1e-9});
+  EXPECT_EQ(ddp.grad_buffer().dtype(), DType::F32);
+  const double factor = 1.0 / double(size_ * kRows);
+  block_loss(model, rank_, 1, factor, DType::BF16).backward();
+  ddp.finish_grad_sync();
+  expect_gradients_match(model.parameters(), local_bf16_gradient_sum(size_, factor));
+}
+
+// grad_dtype bf16 (--grad-reduce-in-bf16): in every mode the persistent gradients are bf16 (half
+// the bytes of the f32 buffer) and each reduced element of this rank's shard is the sum of the
+// ranks' local bf16 gradients rounded to bf16: within 2^-8 of it (one rounding is 2^-9), plus
+// 1e-6 of the largest entry for the communicator's f32 partial sums.
+TEST_F(DistributedDataParallelTest, Bf16GradDtypeReducesInBf16InEveryMode) {
+  const double factor = 1.0 / double(size_ * kRows);
+  const std::vector<std::vector<double>> expected = local_bf16_gradient_sum(size_, factor);
+  double largest = 0.0;
+  for (const std::vector<double>& g : expected)
+    for (double v : g) largest = std::max(largest, std::abs(v));
+  for (GradSync mode : {GradSync::AllReduce, GradSync::ReduceScatter, GradSync::Sharded}) {
+    SCOPED_TRACE("grad sync mode " + std::to_string(int(mode)));
+    Mlp model(DType::BF16);
+    Mlp f32_grads(DType::BF16);
+    DistributedDataParallel ddp(model.parameters(), dp_,
+                                {.bucket_size_mb = 1e-9, .grad_sync = mode, .grad_dtype = DType::BF16});
+    DistributedDataParallel f32_ddp(f32_grads.parameters(), world_, {.bucket_size_mb = 1e-9, .grad_sync = mode});
+    EXPECT_EQ(2 * ddp.grad_buffer_bytes(), f32_ddp.grad_buffer_bytes());
+    block_loss(model, rank_, 1, factor, DType::BF16).backward();
+    ddp.finish_grad_sync();
+
+    // The reference laid out as the buffer (padding zero).
+    const GradBucket& last = ddp.buckets().back();
+    std::vector<double> flat(size_t(last.offset + last.numel), 0.0);
+    for (size_t i = 0; i < expected.size(); ++i)
+      std::copy(expected[i].begin(), expected[i].end(), flat.begin() + ddp.grad_ranges()[i].offset);
+    int64_t checked = 0;
+    for (size_t b = 0; b < ddp.buckets().size(); ++b) {
+      Tensor shard = ddp.bucket_grad_shard(b);
+      ASSERT_EQ(shard.dtype(), DType::BF16) << "bucket " << b;
+      std::vector<float> got = shard.to(DType::F32).to_vector<float>();
+      const GradRange range = ddp.bucket_shard(b);
+      for (int64_t k = 0; k < range.numel; ++k, ++checked) {
+        const double want = flat[size_t(range.offset + k)];
+        EXPECT_LE(std::abs(double(got[size_t(k)]) - want), std::ldexp(std::abs(want), -8) + 1e-6 * largest)
+            << "bucket " << b << " element " << k;
+      }
+    }
+    EXPECT_GT(checked, 0);
+  }
 }
 
 TEST_F(DistributedDataParallelTest, BucketsAreContiguousReverseOrderedAndPaddedToTheGroupSize) {
@@ -331,6 +377,14 @@ TEST_F(DistributedDataParallelTest, MisuseIsRefusedWithOneLine) {
             }).find("appears twice"),
             std::string::npos);
   EXPECT_NE(error_of([&] { DistributedDataParallel({Tensor::zeros({2})}, dp_); }).find("requires grad"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              DistributedDataParallel(params, dp_, {.grad_dtype = DType::BF16});
+            }).find("grad_dtype bf16 needs every parameter in bf16 but parameter 0 is f32"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              DistributedDataParallel(params, dp_, {.grad_dtype = DType::F64});
+            }).find("grad_dtype must be f32 or the parameters' 16-bit dtype"),
             std::string::npos);
 }
 

@@ -7,8 +7,9 @@
 // layout: the logged losses, the global gradient norms and every parameter after 10 steps must
 // agree within relative error 1e-5 (f32). The pieces of all ranks cover every parameter element
 // exactly once. Memory: with psi bf16 parameters the measured bytes per rank meet the formulas
-// of our f32 gradients (docs/distributed.md): stage 0 18 psi, stage 1 6 psi + 12 psi / N,
-// stage 2 2 psi + 16 psi / N, within 1%. Misuse is refused in one line.
+// of f32 gradients (docs/distributed.md): stage 0 18 psi, stage 1 6 psi + 12 psi / N,
+// stage 2 2 psi + 16 psi / N, and with bf16 gradients (grad_dtype bf16) the literal
+// 16 psi, 4 psi + 12 psi / N, 2 psi + 14 psi / N, within 1%. Misuse is refused in one line.
 #include "optim/distributed_optimizer.h"
 
 #include <gtest/gtest.h>
@@ -204,7 +205,7 @@ TEST_F(DistributedOptimizerTest, PiecesCoverEveryParameterOnce) {
 }
 
 // psi bf16 parameters; the report's bytes against the formulas (see the header comment and
-// docs/distributed.md for why ours count 4-byte gradients where the count 2-byte ones).
+// docs/distributed.md): f32 gradients (the default) count 4 bytes, bf16 gradients 2.
 TEST_F(DistributedOptimizerTest, MemoryMeetsTheFormulasPerStage) {
   const double n = world_.size();
   std::vector<Tensor> parameters;
@@ -215,33 +216,40 @@ TEST_F(DistributedOptimizerTest, MemoryMeetsTheFormulasPerStage) {
   }
   double psi = 0;
   for (const Tensor& p : parameters) psi += double(p.numel());
-  auto expect_within_1_percent = [&](double bytes, double formula, const char* what) {
+  auto expect_within_1_percent = [&](double bytes, double formula, const std::string& what) {
     EXPECT_LE(std::abs(bytes - formula * psi), 0.01 * formula * psi)
         << what << ": " << bytes / psi << " bytes per parameter, formula " << formula;
   };
-  {
-    DistributedDataParallel ddp(parameters, world_, {.bucket_size_mb = 1.0});
-    AdamW adamw(parameters, {});
-    double bytes = 2 * psi + double(ddp.grad_buffer_bytes());
-    for (size_t i = 0; i < parameters.size(); ++i)
-      bytes += 4.0 * double(adamw.master_weight(i).numel() + adamw.exp_avg(i).numel() + adamw.exp_avg_sq(i).numel());
-    expect_within_1_percent(bytes, 2 + 4 + 12, "stage 0");
-  }
-  for (int stage : {1, 2}) {
-    DistributedDataParallel ddp(parameters, world_, {.bucket_size_mb = 1.0, .grad_sync = grad_sync_of(stage)});
-    DistributedOptimizer zero(ddp, {});
-    ZeroMemoryReport report = zero.memory_report();
-    EXPECT_EQ(report.parameters, size_t(2 * psi));
-    expect_within_1_percent(double(report.optimizer_state), 12 / n, "optimizer state");
-    expect_within_1_percent(double(report.gradients), stage == 1 ? 4 : 4 / n, "gradients");
-    expect_within_1_percent(double(report.total()), stage == 1 ? 2 + 4 + 12 / n : 2 + 16 / n,
-                            stage == 1 ? "stage 1" : "stage 2");
-    // The transient buffers of the largest bucket are stated apart: at least its gathered
-    // bf16 parameters, at most those plus an f32 staging copy and the two shards.
-    int64_t largest = 0;
-    for (const GradBucket& bucket : ddp.buckets()) largest = std::max(largest, bucket.numel);
-    EXPECT_GE(report.communication, size_t(2 * largest));
-    EXPECT_LE(report.communication, size_t((2 + 4 + 6 / n) * double(largest)));
+  for (DType grad_dtype : {DType::F32, DType::BF16}) {
+    const bool f32 = grad_dtype == DType::F32;
+    const std::string grads = f32 ? " (f32 gradients)" : " (bf16 gradients)";
+    {
+      DistributedDataParallel ddp(parameters, world_, {.bucket_size_mb = 1.0, .grad_dtype = grad_dtype});
+      AdamW adamw(parameters, {});
+      double bytes = 2 * psi + double(ddp.grad_buffer_bytes());
+      for (size_t i = 0; i < parameters.size(); ++i)
+        bytes += 4.0 * double(adamw.master_weight(i).numel() + adamw.exp_avg(i).numel() + adamw.exp_avg_sq(i).numel());
+      expect_within_1_percent(bytes, f32 ? 2 + 4 + 12 : 16, "stage 0" + grads);
+    }
+    for (int stage : {1, 2}) {
+      DistributedDataParallel ddp(parameters, world_,
+                                  {.bucket_size_mb = 1.0, .grad_sync = grad_sync_of(stage), .grad_dtype = grad_dtype});
+      DistributedOptimizer zero(ddp, {});
+      ZeroMemoryReport report = zero.memory_report();
+      const std::string what = "stage " + std::to_string(stage) + grads;
+      EXPECT_EQ(report.parameters, size_t(2 * psi));
+      expect_within_1_percent(double(report.optimizer_state), 12 / n, "optimizer state, " + what);
+      const double g = f32 ? 4 : 2;  // gradient bytes per element
+      expect_within_1_percent(double(report.gradients), stage == 1 ? g : g / n, "gradients, " + what);
+      double formula = f32 ? (stage == 1 ? 2 + 4 + 12 / n : 2 + 16 / n) : (stage == 1 ? 4 + 12 / n : 2 + 14 / n);
+      expect_within_1_percent(double(report.total()), formula, what);
+      // The transient buffers of the largest bucket are stated apart: at least its gathered
+      // bf16 parameters, at most those plus a staging copy and the two shards.
+      int64_t largest = 0;
+      for (const GradBucket& bucket : ddp.buckets()) largest = std::max(largest, bucket.numel);
+      EXPECT_GE(report.communication, size_t(2 * largest));
+      EXPECT_LE(report.communication, size_t((2 + g + (2 + g) / n) * double(largest)));
+    }
   }
 }
 

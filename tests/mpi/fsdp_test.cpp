@@ -10,6 +10,7 @@
 // no full parameter is held after forward nor after finish_grad_sync; the peak of gathered and
 // reduction bytes stays within the stated bounds. Memory: with psi bf16 (f32) parameters the
 // measured bytes per rank meet our stage-3 formula with f32 gradients, 18 psi / N (20 psi / N),
+// and with bf16 parameters and bf16 gradients (grad_dtype bf16) the literal 16 psi / N,
 // within 1%. Misuse is refused in one line.
 #include "parallel/fsdp.h"
 
@@ -21,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/autograd/grad_mode.h"
@@ -226,8 +228,11 @@ TEST_F(FsdpTest, GathersEachUnitTwicePerMicroBatchAndFreesFullParameters) {
 // (d + 4 + 12) psi / N, and its parts exactly against the shards.
 TEST_F(FsdpTest, MemoryMeetsTheStage3Formula) {
   const int64_t n = world_.size();
-  for (DType dtype : {DType::BF16, DType::F32}) {
-    SCOPED_TRACE(dtype_name(dtype));
+  const std::vector<std::pair<DType, DType>> dtypes = {
+      {DType::BF16, DType::F32}, {DType::F32, DType::F32}, {DType::BF16, DType::BF16}};  // parameters, gradients
+  for (auto [dtype, grad_dtype] : dtypes) {
+    SCOPED_TRACE(std::string("parameters ") + std::string(dtype_name(dtype)) + ", gradients " +
+                 std::string(dtype_name(grad_dtype)));
     std::vector<std::vector<Tensor>> units = {{Tensor::zeros({301, 64}, dtype), Tensor::zeros({64}, dtype)},
                                               {Tensor::zeros({128, 257}, dtype)},
                                               {Tensor::zeros({999}, dtype), Tensor::zeros({77, 33}, dtype)}};
@@ -237,22 +242,25 @@ TEST_F(FsdpTest, MemoryMeetsTheStage3Formula) {
         p.set_requires_grad(true);
         psi += double(p.numel());
       }
-    FullyShardedDataParallel fsdp(units, world_, {.prefetch = 2});
+    FullyShardedDataParallel fsdp(units, world_, {.prefetch = 2, .grad_dtype = grad_dtype});
     FsdpOptimizer optimizer(fsdp, kAdamW);
     ZeroMemoryReport report = optimizer.memory_report();
     const double d = double(dtype_size(dtype));
+    const size_t g = dtype_size(grad_dtype);
     int64_t shard = 0, largest = 0;
     for (size_t u = 0; u < fsdp.num_units(); ++u) {
       shard += fsdp.unit_layout(u).shard_numel;
       largest = std::max(largest, fsdp.unit_layout(u).numel);
     }
     EXPECT_EQ(report.parameters, size_t(shard) * size_t(d));
-    EXPECT_EQ(report.gradients, size_t(shard) * 4);
+    EXPECT_EQ(report.gradients, size_t(shard) * g);
     EXPECT_EQ(report.optimizer_state, size_t(shard) * 12);
-    const double formula = (d + 16) * psi / double(n);
+    // (d + 4 + 12) psi / N with f32 gradients; the literal 16 psi / N with bf16 ones.
+    const double per_parameter = grad_dtype == DType::F32 ? d + 16 : 16;
+    const double formula = per_parameter * psi / double(n);
     EXPECT_LE(std::abs(double(report.total()) - formula), 0.01 * formula)
-        << double(report.total()) * double(n) / psi << " bytes per parameter x N, formula " << d + 16;
-    const size_t buffers = size_t(2 + 2) * size_t(largest) * size_t(d) + 4 * size_t(largest + largest / n) * 4;
+        << double(report.total()) * double(n) / psi << " bytes per parameter x N, formula " << per_parameter;
+    const size_t buffers = size_t(2 + 2) * size_t(largest) * size_t(d) + 4 * size_t(largest + largest / n) * g;
     EXPECT_EQ(report.communication, buffers);
   }
 }
@@ -262,6 +270,10 @@ TEST_F(FsdpTest, MisuseIsRefusedInOneLine) {
   expect_rejected([&] { FullyShardedDataParallel(model.fsdp_units(), world_, {.prefetch = -1}); }, "prefetch -1");
   Tensor p = Tensor::zeros({4}).set_requires_grad(true);
   expect_rejected([&] { FullyShardedDataParallel({{p}, {p}}, world_); }, "appears twice");
+  expect_rejected([&] { FullyShardedDataParallel({{p}}, world_, {.grad_dtype = DType::BF16}); },
+                  "grad_dtype bf16 needs every unit in bf16 but unit 0 is f32");
+  expect_rejected([&] { FullyShardedDataParallel({{p}}, world_, {.grad_dtype = DType::I64}); },
+                  "grad_dtype must be f32 or the parameters' 16-bit dtype");
   FullyShardedDataParallel other({{Tensor::zeros({4}).set_requires_grad(true)}}, world_);
   expect_rejected([&] { model.set_fsdp(&other); }, "fsdp_units()");
   FullyShardedDataParallel fsdp(model.fsdp_units(), world_);
