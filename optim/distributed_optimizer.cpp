@@ -67,17 +67,7 @@ void DistributedOptimizer::step(double grad_scale) {
          exp_avg_.narrow(0, piece.shard_offset, piece.numel), exp_avg_sq_.narrow(0, piece.shard_offset, piece.numel),
          Tensor()});
   }
-  for (auto& [decay, params] : groups) {
-    AdamWHyper hyper;
-    hyper.lr = learning_rate_;
-    hyper.beta1 = options_.beta1;
-    hyper.beta2 = options_.beta2;
-    hyper.eps = options_.eps;
-    hyper.weight_decay = decay ? options_.weight_decay : 0.0;
-    hyper.step = steps_;
-    hyper.grad_scale = grad_scale;
-    backend_for(master_.device()).adamw(params, hyper);
-  }
+  adamw_step_by_decay_group(groups, options_, learning_rate_, steps_, grad_scale, master_.device());
   gather_parameters();
 }
 
@@ -96,6 +86,21 @@ void DistributedOptimizer::gather_parameters() {
       const Tensor& p = parameters_[i];
       p.view({p.numel()}).copy_(gathered.narrow(0, range.offset - bucket.offset, range.numel));
     }
+  }
+}
+
+void adamw_step_by_decay_group(const std::map<bool, std::vector<AdamWParam>>& groups, const AdamWOptions& options,
+                               double learning_rate, int64_t step, double grad_scale, Device device) {
+  for (const auto& [decay, params] : groups) {
+    AdamWHyper hyper;
+    hyper.lr = learning_rate;
+    hyper.beta1 = options.beta1;
+    hyper.beta2 = options.beta2;
+    hyper.eps = options.eps;
+    hyper.weight_decay = decay ? options.weight_decay : 0.0;
+    hyper.step = step;
+    hyper.grad_scale = grad_scale;
+    backend_for(device).adamw(params, hyper);
   }
 }
 

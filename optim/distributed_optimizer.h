@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <vector>
 
 #include "optim/adamw.h"
@@ -59,6 +60,11 @@ struct ZeroMemoryReport {
 double sharded_grad_norm_squared(const std::vector<Tensor>& replicated,
                                  const std::vector<Tensor>& tensor_parallel_sharded, Communicator& dp,
                                  Communicator* tp);
+
+// One fused AdamW launch per decay group (true: weight decay on) of flat-shard pieces, with the
+// optimizer's hyperparameters at step `step` (ZeRO and FSDP update their shards this way).
+void adamw_step_by_decay_group(const std::map<bool, std::vector<AdamWParam>>& groups, const AdamWOptions& options,
+                               double learning_rate, int64_t step, double grad_scale, Device device);
 
 class DistributedOptimizer final : public Optimizer {
  public:

@@ -62,17 +62,7 @@ void FsdpOptimizer::step(double grad_scale) {
          exp_avg_.narrow(0, piece.shard_offset, piece.numel), exp_avg_sq_.narrow(0, piece.shard_offset, piece.numel),
          Tensor()});
   }
-  for (auto& [decay, params] : groups) {
-    AdamWHyper hyper;
-    hyper.lr = learning_rate_;
-    hyper.beta1 = options_.beta1;
-    hyper.beta2 = options_.beta2;
-    hyper.eps = options_.eps;
-    hyper.weight_decay = decay ? options_.weight_decay : 0.0;
-    hyper.step = steps_;
-    hyper.grad_scale = grad_scale;
-    backend_for(master_.device()).adamw(params, hyper);
-  }
+  adamw_step_by_decay_group(groups, options_, learning_rate_, steps_, grad_scale, master_.device());
   for (size_t u = 0; u < fsdp_.num_units(); ++u) {
     Tensor shard = fsdp_.parameter_shard(u);
     shard.copy_(master_.narrow(0, unit_offset_[u], shard.numel()));
