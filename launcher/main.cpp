@@ -8,6 +8,9 @@
 //   tessera export      write a checkpoint as a Hugging Face folder or a llama.cpp GGUF file
 //   tessera import      turn a Hugging Face GPT-2 / Llama folder into a checkpoint
 //   tessera logits      a checkpoint's logits for token rows (.npy -> safetensors), for checks
+//   tessera launch      run a recipe on N nodes x G GPUs: write and submit an sbatch job (or
+//                       print it with --dry-run), or run it with mpirun here (--local)
+//   tessera autoconfig  search the parallel layouts for a model and GPU count, write the best recipe
 //   tessera doctor      diagnose a run: `doctor hang RUN_DIR` names the rank and collective that
 //                       diverged, from the flight-recorder dumps of a hung multi-rank run
 #include <fmt/format.h>
@@ -17,10 +20,12 @@
 
 #include "core/check.h"
 #include "core/cuda/runtime.h"
+#include "launcher/autoconfig_command.h"
 #include "launcher/doctor_command.h"
 #include "launcher/export_command.h"
 #include "launcher/generate_command.h"
 #include "launcher/import_command.h"
+#include "launcher/launch_command.h"
 #include "launcher/logits_command.h"
 #include "launcher/preprocess_command.h"
 #include "launcher/toy_train.h"
@@ -79,6 +84,10 @@ int main(int argc, char** argv) {
   CLI::App* logits = tessera::add_logits_subcommand(app, logits_options);
   tessera::DoctorOptions doctor_options;
   CLI::App* doctor = tessera::add_doctor_subcommand(app, doctor_options);
+  tessera::AutoconfigCommandOptions autoconfig_options;
+  CLI::App* autoconfig = tessera::add_autoconfig_subcommand(app, autoconfig_options);
+  tessera::LaunchCommandOptions launch_options;
+  CLI::App* launch = tessera::add_launch_subcommand(app, launch_options);
   CLI11_PARSE(app, argc, argv);
   try {
     if (*info) return run_info();
@@ -93,6 +102,8 @@ int main(int argc, char** argv) {
     if (*import_command) return tessera::run_import_command(import_options);
     if (*logits) return tessera::run_logits_command(logits_options);
     if (*doctor) return tessera::run_doctor_command(doctor_options);
+    if (*autoconfig) return tessera::run_autoconfig_command(autoconfig_options);
+    if (*launch) return tessera::run_launch_command(launch_options);
   } catch (const tessera::Error& e) {
     fmt::print(stderr, "tessera: error: {}\n", e.what());
     return 1;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <functional>
@@ -13,6 +14,7 @@
 #include "launcher/recipe.h"
 #include "launcher/train_config.h"
 #include "launcher/trainer.h"
+#include "launcher/world_agreement.h"
 #include "launcher/world_communicator.h"
 #include "parallel/flight_recorder.h"
 #include "parallel/monitored_communicator.h"
@@ -89,20 +91,61 @@ void train(const TrainCommandOptions& options, const TrainConfig& config, const 
   train_ranks(config, launch, host_world, log);
 }
 
+// The world agreement (launcher/world_agreement.h), the first collective after MPI_Init: nullopt
+// (after the lowest disagreeing rank printed why) when the ranks disagree. A rank that cannot
+// reach the others prints its node and exits here: the launcher (srun --kill-on-bad-exit,
+// mpirun) ends the job.
+std::optional<WorldAgreement> world_agreement(const TrainCommandOptions& options) {
+  std::optional<std::string> resolved;
+  try {
+    resolved = Recipe::load(options.recipe, options.overrides).resolved_yaml();
+  } catch (const std::exception&) {
+    // Reported by every rank's own validation next, if the ranks otherwise agree.
+  }
+  RankIdentity self = this_rank_identity(resolved);
+  WorldAgreement agreement;
+  try {
+    check_slurm_step(self);
+    if (self.world_size == 1) return agreement;
+    auto timeout = std::chrono::milliseconds(static_cast<int64_t>(options.connect_timeout_seconds * 1000.0));
+    agreement = agree_on_world(self, timeout);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "tessera: error: {}\n", e.what());
+    std::fflush(stderr);
+    if (self.world_size > 1) std::_Exit(1);  // the exchange may still be posted: do not finalize MPI
+    return std::nullopt;
+  }
+  if (agreement.disagreement.empty()) return agreement;
+  if (self.rank == 0) fmt::print(stderr, "tessera: error: {}\n", agreement.disagreement);
+  return std::nullopt;
+}
+
 }  // namespace
 
 CLI::App* add_train_subcommand(CLI::App& app, TrainCommandOptions& options) {
   CLI::App* train = app.add_subcommand("train", "Pretrain a GPT or Llama model from a recipe YAML");
   train->add_option("recipe", options.recipe, "recipe YAML (see recipes/)")->required();
   train->add_option("overrides", options.overrides, "section.key=value overrides, e.g. train.train_iters=100");
+  train
+      ->add_option("--connect-timeout", options.connect_timeout_seconds,
+                   "seconds a rank waits for the others at start before it ends the job naming its node")
+      ->check(CLI::PositiveNumber);
   return train;
 }
 
 int run_train_command(const TrainCommandOptions& options, const MpiRuntime& runtime) {
+  std::optional<WorldAgreement> world = world_agreement(options);
+  if (!world) return 1;
   LaunchContext launch = launch_context(runtime);
   MpiCommunicator host_world(MPI_COMM_WORLD, "world");
   std::optional<TrainConfig> config;
   bool valid = agreed(host_world, [&] {
+    // MPI's node (shared memory) must be the node the ranks named: it picks the GPU.
+    TS_CHECK(
+        launch.world_size == 1 || (launch.local_rank == world->local_rank && launch.local_size == world->local_size),
+        "MPI places rank ", launch.rank, " as local rank ", launch.local_rank, " of ", launch.local_size,
+        " but its host name makes it local rank ", world->local_rank, " of ", world->local_size,
+        ": two nodes share a host name, or one node has two; give every node its own name");
     config = train_config_from_recipe(Recipe::load(options.recipe, options.overrides), launch);
     check_world_backend(config->device, launch.world_size);
   });

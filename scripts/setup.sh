@@ -8,6 +8,9 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   libhdf5-dev libcli11-dev libfmt-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libopenblas-dev nlohmann-json3-dev libpcre2-dev zlib1g-dev
+  # `tessera launch` and its tests: a one-node Slurm (slurm/start_local_slurm.sh); srun --mpi=pmix
+  # needs Slurm's PMIx plugin (slurm-wlm) and the PMIx library that Open MPI's pmix ext3x uses.
+  slurm-wlm munge libpmix-dev
 )
 
 missing=()
