@@ -1,4 +1,6 @@
-// A single-process training checkpoint: what it holds, and its HDF5 layout (format version 1):
+// A single-rank checkpoint file: what `tessera import` writes and generate/logits/export read
+// (training saves distributed checkpoints instead: launcher/distributed_checkpoint.h, which the
+// same commands read assembled into this form). Its HDF5 layout (format version 1):
 //
 //   /                           attrs format = "tessera-checkpoint", format_version = 1,
 //                                     config = the run's resolved recipe YAML

@@ -6,23 +6,41 @@
 #include <optional>
 
 #include "core/check.h"
+#include "launcher/checkpoint_sharding.h"
+#include "launcher/distributed_checkpoint.h"
 
 namespace tessera {
 
+namespace {
+
+// The single-rank model (and the recipe and step) assembled from a distributed checkpoint folder.
+LoadedCheckpoint assemble(const std::string& folder) {
+  CheckpointReader reader(folder);
+  LoadedCheckpoint loaded{folder, {}};
+  loaded.checkpoint.config_yaml = reader.metadata().config_yaml;
+  loaded.checkpoint.step = reader.metadata().step;
+  loaded.checkpoint.consumed_samples = reader.metadata().consumed_samples;
+  loaded.checkpoint.model = assemble_model(reader);
+  return loaded;
+}
+
+}  // namespace
+
 LoadedCheckpoint load_checkpoint_argument(const std::string& path, std::string_view command) {
   TS_CHECK(std::filesystem::exists(path), command, ": --checkpoint ", path,
-           " does not exist (give a checkpoint file iter_NNNNNNN.h5 or the run's checkpoint.save directory)");
+           " does not exist (give a checkpoint folder iter_NNNNNNN/, a file iter_NNNNNNN.h5, or the run's "
+           "checkpoint.save directory)");
   if (!std::filesystem::is_directory(path)) return {path, read_checkpoint_file(path)};
-  for (const auto& entry : std::filesystem::directory_iterator(path)) {
-    const std::string name = entry.path().filename().string();
-    TS_CHECK(!(entry.is_directory() && (name.starts_with("tp") || name.starts_with("dp"))), command,
-             ": --checkpoint ", path, " holds shard folders (", name,
-             "): this command reads single-rank checkpoints; pass the shard folder of a tp = 1 run's dp0-of-N, or "
-             "merge tensor-parallel shards first");
+  if (is_distributed_checkpoint(path)) return assemble(path);
+  std::vector<CheckpointEntry> folders = list_checkpoint_folders(path);
+  for (auto folder = folders.rbegin(); folder != folders.rend(); ++folder) {
+    if (folder->committed) return assemble(folder->path);
+    fmt::print(stderr, "warning: {} has no COMMIT marker (a save that did not finish); skipping it\n", folder->path);
   }
   std::optional<LoadedCheckpoint> latest =
       load_latest_checkpoint(path, [](const std::string& message) { fmt::print(stderr, "warning: {}\n", message); });
-  TS_CHECK(latest.has_value(), command, ": --checkpoint ", path, " holds no checkpoint (iter_NNNNNNN.h5)");
+  TS_CHECK(latest.has_value(), command, ": --checkpoint ", path,
+           " holds no checkpoint (committed iter_NNNNNNN/ folders or iter_NNNNNNN.h5 files)");
   return std::move(*latest);
 }
 

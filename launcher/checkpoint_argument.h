@@ -1,7 +1,8 @@
 // The `--checkpoint PATH` argument of the commands that read a trained model (generate, export,
-// logits): a checkpoint file, or a checkpoint directory whose latest valid checkpoint is used.
-// Shard folders (tensor-parallel tpR-of-N, ZeRO dpR-of-N) are refused with the way out: these
-// commands read single-rank checkpoints.
+// logits): a distributed checkpoint folder iter_NNNNNNN/ of any parallel layout (its pieces are
+// assembled into the single-rank model: launcher/distributed_checkpoint.h), a single-rank file
+// iter_NNNNNNN.h5 (launcher/checkpoint.h, as `tessera import` writes), or a directory whose newest
+// committed folder (else its latest valid file) is used. Only the model, recipe and step are read.
 #pragma once
 
 #include <string>

@@ -33,13 +33,6 @@ class FileDescriptor {
   int fd_;
 };
 
-// Flushes a file's or a directory's contents (a rename lives in its directory) to the disk.
-void sync_to_disk(const std::string& path, bool directory) {
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0)));
-  TS_CHECK(fd.get() >= 0, "checkpoint: cannot open ", path, " to sync it to disk: ", std::strerror(errno));
-  TS_CHECK(::fsync(fd.get()) == 0, "checkpoint: fsync of ", path, " failed: ", std::strerror(errno));
-}
-
 // Deletes the temporary file of a save that did not finish.
 class TemporaryFile {
  public:
@@ -80,6 +73,13 @@ void remove_old_checkpoints(const std::string& directory, int64_t saved_step, in
 }
 
 }  // namespace
+
+// Flushes a file's or a directory's contents (a rename lives in its directory) to the disk.
+void sync_to_disk(const std::string& path, bool directory) {
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0)));
+  TS_CHECK(fd.get() >= 0, "checkpoint: cannot open ", path, " to sync it to disk: ", std::strerror(errno));
+  TS_CHECK(::fsync(fd.get()) == 0, "checkpoint: fsync of ", path, " failed: ", std::strerror(errno));
+}
 
 std::string checkpoint_file_name(int64_t step) {
   TS_CHECK(step >= 0, "checkpoint: step ", step, " must be >= 0");
@@ -132,24 +132,9 @@ std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& direct
       warn(fmt::format("checkpoint: skipping {}: it does not read completely ({})", entry->path, e.what()));
     }
   }
-  TS_CHECK(entries.empty(), "train.resume=auto: none of the ", entries.size(), " checkpoints in ", directory,
-           " reads completely (see the warnings above); restore one, or start over with train.resume=none");
+  TS_CHECK(entries.empty(), "checkpoint: none of the ", entries.size(), " checkpoint files in ", directory,
+           " reads completely (see the warnings above); restore one from a copy, or pass another checkpoint");
   return std::nullopt;
-}
-
-std::optional<LoadedCheckpoint> load_checkpoint_for_resume(const std::string& resume, const std::string& save_dir,
-                                                           const CheckpointWarn& warn) {
-  if (resume == "none") return std::nullopt;
-  if (resume == "auto") return save_dir.empty() ? std::nullopt : load_latest_checkpoint(save_dir, warn);
-  TS_CHECK(fs::exists(resume), "train.resume: ", resume,
-           " does not exist (give a checkpoint file such as DIR/iter_0000010.h5, a checkpoint directory, auto or "
-           "none)");
-  if (fs::is_directory(resume)) {
-    std::optional<LoadedCheckpoint> latest = load_latest_checkpoint(resume, warn);
-    TS_CHECK(latest.has_value(), "train.resume: the directory ", resume, " holds no iter_NNNNNNN.h5 checkpoint");
-    return latest;
-  }
-  return LoadedCheckpoint{resume, read_checkpoint_file(resume)};
 }
 
 }  // namespace tessera

@@ -1,6 +1,7 @@
-// A checkpoint directory (checkpoint.save) holds one file per saved step, named like
-// Megatron's iterations: iter_0000010.h5. This file saves into it atomically, keeps the last
-// N, and finds the checkpoint a run resumes from (train.resume).
+// A directory of single-rank checkpoint files (launcher/checkpoint.h; `tessera import` writes one,
+// generate/logits/export read them), one per step, named like Megatron's iterations:
+// iter_0000010.h5. This file saves into it atomically, keeps the last N, and finds the latest
+// valid one. (Training's own checkpoints are folders: launcher/distributed_checkpoint.h.)
 //
 // Saving writes iter_0000010.h5.tmp in the same directory, fsyncs it, renames it into place
 // and fsyncs the directory, so after a crash at any point the directory holds every earlier
@@ -22,6 +23,9 @@ namespace tessera {
 using CheckpointWarn = std::function<void(const std::string& message)>;
 
 std::string checkpoint_file_name(int64_t step);  // iter_0000010.h5
+
+// Flushes a file's or a directory's contents (a rename lives in its directory) to the disk.
+void sync_to_disk(const std::string& path, bool directory);
 
 struct CheckpointFileEntry {
   std::string path;
@@ -49,10 +53,5 @@ struct LoadedCheckpoint {
 // (truncated, corrupt) is skipped with a warning naming it. Nothing when there are no
 // checkpoints; throws when there are some but none reads.
 std::optional<LoadedCheckpoint> load_latest_checkpoint(const std::string& directory, const CheckpointWarn& warn);
-// train.resume: "none" starts fresh; "auto" loads the latest valid checkpoint of save_dir
-// (fresh when save_dir is empty or holds none); anything else is a checkpoint file, or a
-// directory whose latest valid checkpoint is loaded.
-std::optional<LoadedCheckpoint> load_checkpoint_for_resume(const std::string& resume, const std::string& save_dir,
-                                                           const CheckpointWarn& warn);
 
 }  // namespace tessera

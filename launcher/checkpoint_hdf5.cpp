@@ -99,6 +99,10 @@ Hdf5File Hdf5File::create(const std::string& path) { return Hdf5File(path, Mode:
 
 Hdf5File Hdf5File::open_read_only(const std::string& path) { return Hdf5File(path, Mode::ReadOnly); }
 
+std::unique_ptr<Hdf5File> Hdf5File::open_read_only_unique(const std::string& path) {
+  return std::unique_ptr<Hdf5File>(new Hdf5File(path, Mode::ReadOnly));
+}
+
 void Hdf5File::close() {
   if (file_.get() < 0) return;
   checked_status(H5Fflush(file_.get(), H5F_SCOPE_LOCAL), path_, "flush the file");
@@ -179,6 +183,25 @@ std::vector<float> Hdf5File::read_f32(const std::string& dataset) const {
   std::vector<float> values(size_t(shape_numel(dataset_shape(dataset))));
   checked_status(H5Dread(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), path_,
                  "read dataset " + dataset);
+  return values;
+}
+
+std::vector<float> Hdf5File::read_f32_range(const std::string& dataset, int64_t begin, int64_t count) const {
+  const Shape shape = dataset_shape(dataset);
+  TS_CHECK(shape.size() == 1 && begin >= 0 && count >= 0 && begin + count <= shape[0], path_, ": dataset ", dataset,
+           " has shape ", shape, ", which does not hold elements [", begin, ", ", begin + count, ")");
+  std::vector<float> values(size_t(count), 0.0f);
+  if (count == 0) return values;
+  Hdf5Handle d(checked(H5Dopen2(file_.get(), dataset.c_str(), H5P_DEFAULT), path_, "open dataset " + dataset),
+               H5Dclose);
+  Hdf5Handle file_space(checked(H5Dget_space(d.get()), path_, "read the shape of " + dataset), H5Sclose);
+  const hsize_t start = hsize_t(begin), extent = hsize_t(count);
+  checked_status(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &extent, nullptr), path_,
+                 "select elements of " + dataset);
+  Hdf5Handle memory_space(checked(H5Screate_simple(1, &extent, nullptr), path_, "describe a slice of " + dataset),
+                          H5Sclose);
+  checked_status(H5Dread(d.get(), H5T_NATIVE_FLOAT, memory_space.get(), file_space.get(), H5P_DEFAULT, values.data()),
+                 path_, "read dataset " + dataset);
   return values;
 }
 

@@ -12,6 +12,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,8 @@ class Hdf5File {
  public:
   static Hdf5File create(const std::string& path);  // replaces an existing file
   static Hdf5File open_read_only(const std::string& path);
+  // The same, on the heap (a Hdf5File cannot move: it holds its quiet-errors scope).
+  static std::unique_ptr<Hdf5File> open_read_only_unique(const std::string& path);
 
   const std::string& path() const { return path_; }
   // Writes everything out and closes the file; errors throw (the destructor only closes).
@@ -69,6 +72,8 @@ class Hdf5File {
   void write_f32(const std::string& dataset, const Shape& shape, const float* values);
   Shape dataset_shape(const std::string& dataset) const;
   std::vector<float> read_f32(const std::string& dataset) const;
+  // Elements [begin, begin + count) of a 1-D dataset (only the chunks holding them are read).
+  std::vector<float> read_f32_range(const std::string& dataset, int64_t begin, int64_t count) const;
 
   // Attributes on a group or dataset ("" or "/" is the root group); the group is created when missing.
   void write_int_attribute(const std::string& object, const std::string& name, int64_t value);

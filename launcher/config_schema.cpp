@@ -101,12 +101,16 @@ const std::vector<KeySpec>& config_schema() {
        {"bf16", "fp16", "fp32"}},
       {"train", "device", K::String, "auto", "cuda when a GPU is visible, else cpu", {}, {}, {"auto", "cpu", "cuda"}},
       {"train", "resume", K::String, "auto", "auto (latest valid checkpoint), none, or a checkpoint path"},
+      {"train", "cuda_graph", K::Bool, "false", "capture a micro-batch's forward and backward as a CUDA graph after the "
+       "first step and replay it (one GPU, no dropout)"},
       {"train", "exit_interval", K::Int, "", "stop (and save) after this many steps of this job, e.g. to fit a "
        "Slurm time limit; the next job resumes", 1},
       // checkpoint
       {"checkpoint", "save", K::String, "", "checkpoint directory (empty: no checkpoints)"},
       {"checkpoint", "save_interval", K::Int, "1000", "save every N steps", 1},
       {"checkpoint", "keep_last", K::Int, "3", "checkpoints to keep", 1},
+      {"checkpoint", "async_save", K::Bool, "true",
+       "write checkpoints on a background thread while training goes on (the next save waits for it)"},
       // logging
       {"logging", "log_interval", K::Int, "1", "steps between log lines", 1},
       {"logging", "pipeline_trace", K::Bool, "false",

@@ -1,6 +1,8 @@
-// What `tessera export` reads: a training checkpoint (a file iter_NNNNNNN.h5, or a checkpoint
-// directory whose latest valid checkpoint is used), its model configuration rebuilt from the
-// saved recipe, and its parameters as host f32 tensors in the single-rank layout.
+// What `tessera export` reads: a training checkpoint of any parallel layout (a distributed
+// checkpoint folder iter_NNNNNNN/ assembled into the single-rank model, a single-rank file
+// iter_NNNNNNN.h5, or a checkpoint directory's newest: launcher/checkpoint_argument.h), its model
+// configuration rebuilt from the saved recipe, and its parameters as host f32 tensors in the
+// single-rank layout.
 #pragma once
 
 #include <map>
@@ -13,7 +15,7 @@
 namespace tessera {
 
 struct ExportSource {
-  std::string path;  // the checkpoint file read
+  std::string path;  // the checkpoint folder or file read
   Recipe recipe;     // the saved configuration
   TransformerConfig config;
   std::map<std::string, Tensor> parameters;  // f32, host, padded vocabulary

@@ -192,6 +192,23 @@ Device device_from(const Recipe& r, const LaunchContext& launch) {
   return Device::cuda(launch.local_rank);
 }
 
+// A captured graph replays fixed addresses and fixed host values: one process on one GPU (no
+// collectives inside the step), no dropout (its random offsets advance on the host), and no fp16
+// loss scale (a host value that changes).
+void check_cuda_graph(const Recipe& r, const TrainConfig& c) {
+  if (!c.cuda_graph) return;
+  const std::string key = r.origin("train.cuda_graph") + ": train.cuda_graph = true";
+  TS_CHECK(c.device.is_cuda(), key, " needs train.device cuda (the device is ", c.device.str(),
+           "); set train.cuda_graph: false");
+  TS_CHECK(c.layout.product() == 1, key, " runs one process on one GPU, but the layout has ", c.layout.product(),
+           " ranks; set train.cuda_graph: false for multi-rank runs");
+  TS_CHECK(c.precision != Precision::FP16, key, " with train.precision = fp16 is not supported (the loss scale "
+           "changes between steps); use bf16");
+  TS_CHECK(c.model.hidden_dropout == 0.0, key, " with model.hidden_dropout = ", c.model.hidden_dropout,
+           " is not supported (dropout's random offsets would repeat every replay); set hidden_dropout: 0 or "
+           "train.cuda_graph: false");
+}
+
 }  // namespace
 
 TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launch) {
@@ -240,6 +257,8 @@ TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launc
   std::string precision = r.get_string("train.precision");
   c.precision = precision == "bf16" ? Precision::BF16 : precision == "fp16" ? Precision::FP16 : Precision::FP32;
   c.device = device_from(r, launch);
+  c.cuda_graph = r.get_bool("train.cuda_graph");
+  check_cuda_graph(r, c);
   // The fp16 loss scaler decides to skip a step from this rank's gradients alone; tp ranks hold
   // different shards, so they could disagree.
   TS_CHECK(c.precision != Precision::FP16 || c.layout.tp == 1, r.origin("train.precision"),
@@ -281,6 +300,7 @@ TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launc
   c.save_dir = r.get_string("checkpoint.save");
   c.save_interval = r.get_int("checkpoint.save_interval");
   c.keep_last = r.get_int("checkpoint.keep_last");
+  c.async_save = r.get_bool("checkpoint.async_save");
   c.log_interval = r.get_int("logging.log_interval");
   c.run_dir = r.get_string("logging.run_dir");
   c.resolved_yaml = r.resolved_yaml();

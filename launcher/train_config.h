@@ -63,12 +63,14 @@ struct TrainConfig {
   uint64_t seed = 1234;
   Precision precision = Precision::BF16;
   Device device = Device::cpu();  // cuda:local_rank for GPU runs
+  bool cuda_graph = false;        // train.cuda_graph: replay each micro-batch from a captured CUDA graph
   std::string resume = "auto";
   std::optional<int64_t> exit_interval;  // steps this job runs before saving and exiting
 
   std::string save_dir;
   int64_t save_interval = 1000;
   int64_t keep_last = 3;
+  bool async_save = true;  // rank files written by a background thread while training goes on
   int64_t log_interval = 1;
   std::string run_dir = "runs/latest";
 

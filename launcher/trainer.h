@@ -4,10 +4,15 @@
 // same whatever micro-batch it sits in), clips by global norm, updates, and logs one line per
 // log_interval plus a JSONL record in the run directory. Evaluates on the validation split
 // every eval_interval steps.
-// Checkpoints (launcher/checkpoint*.h): the run starts from the checkpoint train.resume picks
-// (model, AdamW state, step, dropout stream, loader position) and saves every save_interval
-// steps and at its last step into checkpoint.save. Resuming is exact: the steps after the
-// checkpoint compute the same losses, bit for bit on CPU, as a run that never stopped.
+// Checkpoints (launcher/distributed_checkpoint.h, docs/checkpoints.md): the run starts from the
+// checkpoint train.resume picks (model, optimizer state, step, dropout streams, loader position),
+// whatever parallel layout saved it, and saves every save_interval steps and at its last step into
+// checkpoint.save/iter_NNNNNNN/: each rank captures the pieces it owns into host memory and a
+// background thread writes them (checkpoint.async_save) while training goes on; once every rank
+// has finished, rank 0 writes metadata.json and COMMIT. On SIGTERM or SIGUSR1 every rank stops at
+// the same step boundary, saves, prints `preempted: saved <folder> at step N` and returns.
+// Resuming is exact: the steps after the checkpoint compute the same losses, bit for bit on CPU,
+// as a run that never stopped (with the same layout; another layout agrees to rounding).
 //
 // Parallel runs (given ProcessGroups): each data-parallel rank reads its rows of every global
 // micro-batch (data/loader.h); gradients live in DistributedDataParallel's f32 buffer and are
@@ -15,24 +20,22 @@
 // during the last micro-batch's backward; earlier micro-batches communicate nothing. Logged
 // training and validation losses are summed over the data-parallel group, so they are the
 // global batch's; the gradient norm is the whole model's. Only global rank 0 logs and writes the
-// run directory; data-parallel rank 0 of each tensor-parallel rank saves checkpoints (its own
-// shard folder when tp > 1, launcher/checkpoint_shards.h). With parallel.zero_stage 1 or 2 the
+// run directory. With parallel.zero_stage 1 or 2 the
 // optimizer is the DistributedOptimizer (optim/distributed_optimizer.h): gradients are
 // reduce-scattered (stage 2: every micro-batch, into a gradient shard), each dp rank updates
-// its shard and the parameters are all-gathered; every dp rank saves its own shard
-// (dp{d}-of-{n}/). With zero_stage 3 (FSDP, parallel/fsdp.h) there is no DDP: the model gathers
+// its shard and the parameters are all-gathered; every dp rank saves its own optimizer slices.
+// With zero_stage 3 (FSDP, parallel/fsdp.h) there is no DDP: the model gathers
 // each unit's parameters around its forward and backward, every micro-batch's gradients are
 // reduce-scattered into the units' shards, and the FsdpOptimizer updates this rank's shards;
-// every dp rank saves the full weights (gathered for the save) and its optimizer shards into
-// dp{d}-of-{n}/ and resumes them into its shards. Without groups the run is the single-process one,
+// the weights are gathered for a save (dp rank 0 writes them), every dp rank writes its optimizer
+// slices and resumes into its shards. Without groups the run is the single-process one,
 // unchanged (zero_stage has no effect on one rank).
 // Pipeline parallelism (layout.pp > 1, docs/pipeline.md): each pp rank builds its GptPipelineStage
 // and a PipelineExecutor replaces the micro-batch loop; gradients accumulate without overlap,
 // tp/SP and tied-embedding gradients are finalized, then DDP (or ZeRO-1) reduces the stage's
 // buckets. The norm sums over dp (ZeRO), tp and pp with replicated parameters and the tied copy
 // counted once; the loss comes from the last stage; evaluation runs forward-only through the
-// stages; each (tp, pp) rank saves all its chunks (one with vpp 1, vpp interleaved) into one
-// checkpoint in tp{r}-pp{s}-of-{tp}x{pp}/; logging.pipeline_trace writes
+// stages; each (tp, pp) rank saves the pieces of all its chunks; logging.pipeline_trace writes
 // the first step's Chrome trace into the run directory.
 #pragma once
 
@@ -63,7 +66,8 @@ struct TrainResult {
   std::vector<StepMetrics> steps;
   std::vector<std::pair<int64_t, double>> validation_losses;  // (step, loss)
   std::string resumed_from;                                   // checkpoint path; empty for a fresh start
-  std::vector<std::string> saved_checkpoints;
+  std::vector<std::string> saved_checkpoints;  // committed checkpoint folders
+  bool preempted = false;                      // stopped early on SIGTERM / SIGUSR1 (and saved)
 };
 
 class Trainer {

@@ -10,6 +10,8 @@
 #include "core/cuda/runtime.h"
 #include "core/memory_stats.h"
 #include "core/ops/ops.h"
+#include "launcher/checkpoint_directory.h"
+#include "launcher/checkpoint_preemption.h"
 #include "optim/grad_norm.h"
 
 namespace tessera::training {
@@ -192,61 +194,57 @@ TrainingRun::TrainingRun(const TrainConfig& config, const Trainer::Log& log, con
 
 int64_t TrainingRun::resume() {
   auto warn = [&](const std::string& message) { log_("warning: " + message); };
-  const int tp = c_.layout.tp, tp_rank = role_.groups ? role_.groups->coords().tp : 0;
-  const int pp = c_.layout.pp, pp_rank = role_.groups ? role_.groups->coords().pp : 0;
-  check_checkpoint_directory_model_parallel_size(c_.save_dir, tp, pp, "checkpoint.save");
-  check_checkpoint_directory_data_parallel_size(role_.tp_dir, c_.layout.dp, role_.zero, "checkpoint.save");
-  std::vector<CheckpointFileEntry> existing = list_checkpoints(role_.checkpoint_dir);
+  std::vector<CheckpointEntry> existing = list_checkpoint_folders(c_.save_dir);
   if (c_.resume == "none" && !existing.empty()) {
     warn(
-        fmt::format("train.resume=none, but {} already holds {} checkpoint(s) up to {}: saves of the same step "
-                    "replace them, and a later train.resume=auto picks the highest step",
-                    role_.checkpoint_dir, existing.size(), existing.back().path));
+        fmt::format("train.resume=none, but {} already holds {} checkpoint folder(s) up to {}: saves of the same step "
+                    "replace them, and a later train.resume=auto picks the highest committed step",
+                    c_.save_dir, existing.size(), existing.back().path));
   }
-  std::string resume = model_parallel_resume(c_.resume, tp_rank, tp, pp_rank, pp);
-  if (role_.zero) {
-    if (resume != "auto" && resume != "none")
-      check_checkpoint_directory_data_parallel_size(resume, c_.layout.dp, true, "train.resume");
-    resume = data_parallel_resume(resume, role_.groups->coords().dp, c_.layout.dp);
-  }
-  std::optional<LoadedCheckpoint> loaded = load_checkpoint_for_resume(resume, role_.checkpoint_dir, warn);
-  if (loaded) {
-    check_checkpoint_tensor_parallel_size(loaded->checkpoint, loaded->path, tp);
-    check_checkpoint_pipeline_parallel_size(loaded->checkpoint, loaded->path, pp);
-    if (role_.zero) check_checkpoint_zero_stage(loaded->checkpoint, loaded->path, c_.zero_stage);
-  }
+  std::optional<std::string> folder = find_resume_checkpoint(c_.resume, c_.save_dir, warn);
+  if (!folder && c_.resume == "auto" && !list_checkpoints(c_.save_dir).empty())
+    warn(fmt::format("{} holds single-file checkpoints (iter_NNNNNNN.h5) of an older Tessera, which train no longer "
+                     "resumes; they stay for generate/export (--checkpoint FILE)",
+                     c_.save_dir));
+  std::optional<CheckpointReader> reader;
+  if (folder) reader.emplace(*folder);
   if (role_.groups) {
-    // Every tensor-parallel (and with ZeRO data-parallel) shard must resume from the same step
-    // (a crash can leave one shard folder a checkpoint ahead of another).
-    double step = loaded ? double(loaded->checkpoint.step) : 0.0;
-    Tensor extremes = Tensor::from_vector(std::vector<double>{step, -step}, {2}).to(role_.groups->tp().device());
-    role_.groups->tp().all_reduce(extremes, ReduceOp::Max);
-    role_.groups->pp().all_reduce(extremes, ReduceOp::Max);
-    if (role_.zero) role_.groups->dp().all_reduce(extremes, ReduceOp::Max);
-    std::vector<double> e = extremes.to_vector<double>();
-    TS_CHECK(e[0] == -e[1], "train.resume: the tensor-parallel shard folders of ", c_.save_dir,
-             " resume from different steps (", -e[1], " to ", e[0],
-             "); delete the newer checkpoint where only some shards have it, or resume from another directory");
+    // Every rank must resume from the same step (they list the same folder; a file system that
+    // shows ranks different contents would otherwise mix two checkpoints).
+    const double step = reader ? double(reader->metadata().step) : -1.0;
+    std::vector<double> e = max_over_every_rank({step, -step});
+    TS_CHECK(e[0] == -e[1], "train.resume: the ranks found different checkpoints to resume from in ", c_.save_dir,
+             " (steps ", -e[1], " to ", e[0], "); put checkpoint.save on a file system every rank sees the same way");
   }
-  if (!loaded) {
+  if (!reader) {
     if (c_.resume != "none" && !c_.save_dir.empty())
       log_(fmt::format("no checkpoint in {}; starting from scratch", c_.save_dir));
     return 1;
   }
-  const TrainingCheckpoint& checkpoint = loaded->checkpoint;
+  const CheckpointMetadata& saved = reader->metadata();
   if (zero_) {
-    restore_training_state(checkpoint, loaded->path, piece(), *zero_);
+    restore_rank_checkpoint(*reader, piece(), *zero_);
   } else if (zero3_) {
-    restore_training_state(checkpoint, loaded->path, piece(), *zero3_);
+    restore_rank_checkpoint(*reader, piece(), *zero3_);
   } else {
-    restore_training_state(checkpoint, loaded->path, piece(), *adamw_);
+    restore_rank_checkpoint(*reader, piece(), *adamw_);
   }
-  scaler_.set_state(checkpoint.loss_scaler);
-  loader_options_.consumed_samples = checkpoint.consumed_samples;
-  result_.resumed_from = loaded->path;
-  log_(fmt::format("resumed from {}: {} steps done, {} samples consumed", loaded->path, checkpoint.step,
-                   checkpoint.consumed_samples));
-  return checkpoint.step + 1;
+  if (!restore_rank_rng(*reader, piece(), role_.checkpoint) && c_.model.hidden_dropout > 0)
+    log_("note: the checkpoint was saved with other tensor/pipeline sizes, so dropout streams start afresh here");
+  scaler_.set_state(saved.loss_scaler);
+  loader_options_.consumed_samples = saved.consumed_samples;
+  result_.resumed_from = *folder;
+  log_(fmt::format("resumed from {} (saved with {}): {} steps done, {} samples consumed", *folder,
+                   saved.layout.describe(), saved.step, saved.consumed_samples));
+  return saved.step + 1;
+}
+
+std::vector<double> TrainingRun::max_over_every_rank(const std::vector<double>& values) const {
+  if (!role_.groups) return values;
+  Tensor t = Tensor::from_vector(values, {int64_t(values.size())}).to(role_.groups->tp().device());
+  for (Communicator* axis : {&role_.groups->tp(), &role_.groups->cp(), &role_.groups->dp(), &role_.groups->pp()})
+    axis->all_reduce(t, ReduceOp::Max);
+  return t.to_vector<double>();
 }
 
 TrainResult TrainingRun::run(int64_t last_step) {
@@ -258,6 +256,14 @@ TrainResult TrainingRun::run(int64_t last_step) {
   }
   if (first_step > last_step) {
     log_(fmt::format("the checkpoint is at step {}; nothing to train up to step {}", first_step - 1, last_step));
+    // Resumed from another directory: write the state into checkpoint.save in this run's layout
+    // (a conversion for tools that want per-rank files of this layout; training never needs it).
+    namespace fs = std::filesystem;
+    if (!c_.save_dir.empty() && !result_.resumed_from.empty() &&
+        fs::weakly_canonical(result_.resumed_from).parent_path() != fs::weakly_canonical(c_.save_dir)) {
+      save(first_step - 1);
+      finish_save();
+    }
     return std::move(result_);
   }
   if (role_.groups) {
@@ -271,11 +277,24 @@ TrainResult TrainingRun::run(int64_t last_step) {
   }
   loader_ = std::make_unique<DataLoader>(require(datasets_[0], "train"), loader_options_);
   reset_peak_memory(c_.device);
+  PreemptionSignals signals;
   for (int64_t step = first_step; step <= last_step; ++step) {
     record(train_step(step));
     if (step % c_.eval_interval == 0 || step == c_.train_iters) evaluate(step);
-    if (role_.saves && !c_.save_dir.empty() && (step % c_.save_interval == 0 || step == last_step)) save(step);
+    if (poll_step_boundary(signals.seen())) {
+      result_.preempted = true;
+      if (c_.save_dir.empty()) {
+        log_(fmt::format("preempted: checkpoint.save is empty, nothing saved; stopped at step {}", step));
+        break;
+      }
+      save(step);
+      finish_save();
+      log_(fmt::format("preempted: saved {} at step {}", result_.saved_checkpoints.back(), step));
+      break;
+    }
+    if (!c_.save_dir.empty() && (step % c_.save_interval == 0 || step == last_step)) save(step);
   }
+  finish_save();
   return std::move(result_);
 }
 
@@ -378,18 +397,63 @@ ModelPiece TrainingRun::piece() const {
 }
 
 void TrainingRun::save(int64_t step) {
-  auto warn = [&](const std::string& message) { log_("warning: " + message); };
-  const int64_t samples = loader_->consumed_samples();
-  // ZeRO-3: every dp rank saves, and the capture gathers the full weights over dp.
-  TrainingCheckpoint checkpoint = zero_    ? capture_training_state(piece(), *zero_, step, samples, c_.resolved_yaml)
-                                  : zero3_ ? capture_training_state(piece(), *zero3_, step, samples, c_.resolved_yaml)
-                                           : capture_training_state(piece(), *adamw_, step, samples, c_.resolved_yaml);
-  checkpoint.loss_scaler = scaler_.state();
-  SavedCheckpoint saved = save_checkpoint(role_.checkpoint_dir, checkpoint, c_.keep_last, warn);
-  result_.saved_checkpoints.push_back(saved.path);
-  log_(fmt::format("saved checkpoint {} ({:.2f} MiB in {:.3f} s){}", saved.path, double(saved.bytes) / double(1 << 20),
-                   saved.seconds,
-                   saved.removed.empty() ? "" : fmt::format(", removed {}", fmt::join(saved.removed, ", "))));
+  finish_save();
+  const auto start = Clock::now();
+  const CheckpointRank& at = role_.checkpoint;
+  // Rank 0 clears and creates the folder before any rank writes into it.
+  std::string folder = (std::filesystem::path(c_.save_dir) / checkpoint_folder_name(step)).string();
+  if (role_.logs) folder = prepare_checkpoint_folder(c_.save_dir, step);
+  if (role_.groups) barrier_over_every_rank(*role_.groups);
+  // ZeRO-3: every dp rank captures, as the capture gathers the full weights over dp.
+  RankCheckpoint captured = zero_    ? capture_rank_checkpoint(piece(), *zero_, at)
+                            : zero3_ ? capture_rank_checkpoint(piece(), *zero3_, at)
+                                     : capture_rank_checkpoint(piece(), *adamw_, at);
+  CheckpointMetadata metadata;
+  metadata.step = step;
+  metadata.consumed_samples = loader_ ? loader_->consumed_samples() : loader_options_.consumed_samples;
+  metadata.optimizer_steps_taken = zero_    ? zero_->steps_taken()
+                                   : zero3_ ? zero3_->steps_taken()
+                                            : adamw_->steps_taken();
+  metadata.loss_scaler = scaler_.state();
+  metadata.layout = {c_.layout.tp,      c_.layout.pp, PipelineLayout(c_.pipeline).vpp(), c_.layout.dp, c_.layout.cp,
+                     role_.groups ? c_.zero_stage : 0, at.world_size};
+  metadata.config_yaml = c_.resolved_yaml;
+  writer_.start(folder, std::move(captured));
+  pending_save_ = PendingSave{folder, std::move(metadata)};
+  if (!c_.async_save) {
+    finish_save();
+    return;
+  }
+  log_(fmt::format("checkpoint of step {}: captured in {:.3f} s, writing in the background", step,
+                   std::chrono::duration<double>(Clock::now() - start).count()));
+}
+
+void TrainingRun::finish_save() {
+  if (!pending_save_) return;
+  const auto start = Clock::now();
+  std::optional<std::string> error = writer_.wait();
+  PendingSave pending = std::move(*pending_save_);
+  pending_save_.reset();
+  if (error) fmt::print(stderr, "tessera: checkpoint write of {} failed: {}\n", pending.folder, *error);
+  const bool failed_somewhere = max_over_every_rank({error ? 1.0 : 0.0})[0] > 0.0;
+  TS_CHECK(!error, "checkpoint: writing ", pending.folder, " failed: ", error.value_or(""),
+           "; the previous checkpoints are untouched");
+  TS_CHECK(!failed_somewhere, "checkpoint: another rank failed to write its file of ", pending.folder,
+           " (see its error); the previous checkpoints are untouched");
+  result_.saved_checkpoints.push_back(pending.folder);
+  if (!role_.logs) return;
+  commit_checkpoint(pending.folder, std::move(pending.metadata));
+  std::vector<std::string> removed = remove_old_checkpoints(c_.save_dir, c_.keep_last);
+  log_(fmt::format("saved checkpoint {} (waited {:.3f} s for the writes){}", pending.folder,
+                   std::chrono::duration<double>(Clock::now() - start).count(),
+                   removed.empty() ? "" : fmt::format(", removed {}", fmt::join(removed, ", "))));
+}
+
+bool TrainingRun::poll_step_boundary(bool signal_seen) {
+  const bool writing = pending_save_ && !writer_.finished();
+  std::vector<double> agreed = max_over_every_rank({signal_seen ? 1.0 : 0.0, writing ? 1.0 : 0.0});
+  if (pending_save_ && agreed[1] == 0.0) finish_save();  // every rank is done: commit without waiting
+  return agreed[0] > 0.0;
 }
 
 }  // namespace tessera::training

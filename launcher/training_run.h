@@ -13,9 +13,10 @@
 #include "core/backend.h"
 #include "data/blended_dataset_builder.h"
 #include "data/loader.h"
-#include "launcher/checkpoint_directory.h"
-#include "launcher/checkpoint_shards.h"
+#include "launcher/async_checkpoint_writer.h"
+#include "launcher/checkpoint_sharding.h"
 #include "launcher/checkpoint_state.h"
+#include "launcher/micro_batch_graph.h"
 #include "launcher/trainer.h"
 #include "models/gpt_model.h"
 #include "models/gpt_pipeline_stage.h"
@@ -62,21 +63,18 @@ struct RunFiles {
 // Where this process sits in the run; a single process when there are no groups.
 struct RankRole {
   const ProcessGroups* groups = nullptr;
-  bool logs = true;            // global rank 0: logs and writes the run directory
-  bool zero = false;           // ZeRO: the optimizer state is sharded over data-parallel ranks
-  bool fsdp = false;           // ZeRO-3: the parameters and gradients too (no DDP)
-  bool saves = true;           // data-parallel rank 0 (every dp rank with ZeRO): saves its checkpoint
-  std::string tp_dir;          // this (tp, pp) rank's folder of checkpoint.save
-  std::string checkpoint_dir;  // the folder this rank saves into: tp_dir, or its dp folder with ZeRO
+  bool logs = true;   // global rank 0: logs, writes the run directory and commits checkpoints
+  bool zero = false;  // ZeRO: the optimizer state is sharded over data-parallel ranks
+  bool fsdp = false;  // ZeRO-3: the parameters and gradients too (no DDP)
+  CheckpointRank checkpoint;  // which pieces of the checkpoint this rank writes and reads
 
   RankRole(const TrainConfig& c, const ProcessGroups* g) : groups(g) {
     ParallelCoords at = groups ? groups->coords() : ParallelCoords{};
     logs = at == ParallelCoords{};
     zero = groups && c.zero_stage > 0;
     fsdp = groups && c.zero_stage == 3;
-    saves = (zero || at.dp == 0) && at.cp == 0;
-    tp_dir = model_parallel_checkpoint_directory(c.save_dir, at.tp, c.layout.tp, at.pp, c.layout.pp);
-    checkpoint_dir = zero ? data_parallel_checkpoint_directory(tp_dir, at.dp, c.layout.dp) : tp_dir;
+    const ParallelLayout layout = groups ? groups->layout() : ParallelLayout{};
+    checkpoint = {rank_of_coords(layout, at), int(layout.product()), layout.tp, layout.pp, at.tp, at.pp, at.dp, at.cp};
   }
 };
 
@@ -90,6 +88,9 @@ class TrainingRun {
   int64_t resume();  // the first step to run
   void zero_gradients();
   StepMetrics train_step(int64_t step);
+  // train.cuda_graph: one micro-batch's forward and backward through micro_batch_graph_; its loss sum.
+  double graph_micro_batch(const MicroBatch& mb, double inv_tokens);
+  void log_first_step_memory() const;
   // Pipeline runs: the step through the executor, the grad norm over every stage, evaluation
   // forward-only through the stages.
   StepMetrics pipeline_train_step(int64_t step);
@@ -103,7 +104,15 @@ class TrainingRun {
   ModelPiece piece() const;
   void record(const StepMetrics& m);
   void evaluate(int64_t step);
+  // Checkpoints (collective over every rank): save captures this rank's pieces and starts writing
+  // them (after the previous save is committed); finish_save waits for the write, agrees that every
+  // rank succeeded, and has rank 0 commit. At each step boundary poll agrees on a preemption
+  // signal (its return) and commits a save that every rank has finished writing, without waiting.
   void save(int64_t step);
+  void finish_save();
+  bool poll_step_boundary(bool signal_seen);
+  // Max of `values` over every rank of the run (the values themselves in a single process).
+  std::vector<double> max_over_every_rank(const std::vector<double>& values) const;
 
   const TrainConfig& c_;
   const Trainer::Log& log_;
@@ -123,6 +132,13 @@ class TrainingRun {
   SplitDatasets datasets_;
   DataLoaderOptions loader_options_;
   std::unique_ptr<DataLoader> loader_;
+  std::unique_ptr<MicroBatchGraph> micro_batch_graph_;  // train.cuda_graph
+  AsyncCheckpointWriter writer_;
+  struct PendingSave {
+    std::string folder;
+    CheckpointMetadata metadata;
+  };
+  std::optional<PendingSave> pending_save_;  // written (or being written), not yet committed
   double flops_per_step_;
   double peak_tflops_;
   TrainResult result_;

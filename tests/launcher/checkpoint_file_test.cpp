@@ -1,8 +1,8 @@
-// Checkpoint files and directories: a restored run holds bit for bit the state of the run that
-// saved it (checked by taking the same next step in both), the layout reads with the plain
-// HDF5 C API, damaged files are refused (checksums, truncation) and skipped by auto-resume,
-// a failed save leaves the last good checkpoint alone, and a model that does not match is
-// refused naming the first parameter that differs.
+// Single-rank checkpoint files and directories (what `tessera import` writes and generate/export
+// read; training uses launcher/distributed_checkpoint.h): a file holds bit for bit what was
+// written, the layout reads with the plain HDF5 C API, damaged files are refused (checksums,
+// truncation) and skipped by auto-resume, a failed save leaves the last good checkpoint alone,
+// and a model that does not match is refused naming the first parameter that differs.
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
@@ -10,12 +10,13 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <tuple>
 
 #include "core/ops/ops.h"
 #include "data/data_test_util.h"
 #include "launcher/checkpoint_directory.h"
 #include "launcher/checkpoint_state.h"
-#include "parallel/pipeline_layout.h"
+#include "optim/adamw.h"
 
 namespace tessera {
 namespace {
@@ -57,30 +58,54 @@ struct TinyRun {
       optimizer->step();
     }
   }
+  // The run's state in the file's terms (host f32 copies; masters only where separate).
   TrainingCheckpoint capture() const {
-    return capture_training_state(*model, *optimizer, steps, 4 * steps, "model:\n  preset: llama-tiny\n");
+    TrainingCheckpoint c;
+    c.config_yaml = "model:\n  preset: llama-tiny\n";
+    c.step = steps;
+    c.consumed_samples = 4 * steps;
+    const StateDict parameters = model->named_parameters();
+    for (size_t i = 0; i < parameters.size(); ++i) {
+      const auto& [name, p] = parameters[i];
+      c.model[name] = {p.to(DType::F32).clone(), p.dtype()};
+      c.optimizer.exp_avg[name] = optimizer->exp_avg(i).clone();
+      c.optimizer.exp_avg_sq[name] = optimizer->exp_avg_sq(i).clone();
+      if (optimizer->has_separate_master(i)) c.optimizer.master[name] = optimizer->master_weight(i).clone();
+    }
+    c.optimizer.steps_taken = optimizer->steps_taken();
+    c.dropout_rng = model->dropout_generator().state();
+    return c;
   }
 };
+
+void expect_bitwise_equal(const Tensor& a, const Tensor& b, const std::string& what);
+
+// Every tensor and counter of two checkpoints, bit for bit.
+void expect_same_checkpoint(const TrainingCheckpoint& a, const TrainingCheckpoint& b) {
+  EXPECT_EQ(a.config_yaml, b.config_yaml);
+  EXPECT_EQ(a.step, b.step);
+  EXPECT_EQ(a.consumed_samples, b.consumed_samples);
+  ASSERT_EQ(a.model.size(), b.model.size());
+  for (const auto& [name, saved] : a.model) {
+    expect_bitwise_equal(saved.value, b.model.at(name).value, name);
+    EXPECT_EQ(saved.dtype, b.model.at(name).dtype) << name;
+  }
+  for (const auto& [what, x, y] : {std::tuple{"exp_avg", &a.optimizer.exp_avg, &b.optimizer.exp_avg},
+                                   std::tuple{"exp_avg_sq", &a.optimizer.exp_avg_sq, &b.optimizer.exp_avg_sq},
+                                   std::tuple{"master", &a.optimizer.master, &b.optimizer.master}}) {
+    ASSERT_EQ(x->size(), y->size()) << what;
+    for (const auto& [name, value] : *x) expect_bitwise_equal(value, y->at(name), std::string(what) + " " + name);
+  }
+  EXPECT_EQ(a.optimizer.steps_taken, b.optimizer.steps_taken);
+  EXPECT_EQ(a.dropout_rng.seed, b.dropout_rng.seed);
+  EXPECT_EQ(a.dropout_rng.offset, b.dropout_rng.offset);
+}
 
 void expect_bitwise_equal(const Tensor& a, const Tensor& b, const std::string& what) {
   ASSERT_EQ(a.shape(), b.shape()) << what;
   ASSERT_EQ(a.dtype(), b.dtype()) << what;
   std::vector<float> x = a.to_vector<float>(), y = b.to_vector<float>();
   for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(x[i], y[i]) << what << " element " << i;
-}
-
-void expect_same_state(const TinyRun& a, const TinyRun& b) {
-  auto pa = a.model->named_parameters(), pb = b.model->named_parameters();
-  ASSERT_EQ(pa.size(), pb.size());
-  for (size_t i = 0; i < pa.size(); ++i) {
-    expect_bitwise_equal(pa[i].second, pb[i].second, pa[i].first);
-    expect_bitwise_equal(a.optimizer->master_weight(i), b.optimizer->master_weight(i), "master " + pa[i].first);
-    expect_bitwise_equal(a.optimizer->exp_avg(i), b.optimizer->exp_avg(i), "exp_avg " + pa[i].first);
-    expect_bitwise_equal(a.optimizer->exp_avg_sq(i), b.optimizer->exp_avg_sq(i), "exp_avg_sq " + pa[i].first);
-  }
-  EXPECT_EQ(a.optimizer->steps_taken(), b.optimizer->steps_taken());
-  EXPECT_EQ(a.model->dropout_generator().state().seed, b.model->dropout_generator().state().seed);
-  EXPECT_EQ(a.model->dropout_generator().state().offset, b.model->dropout_generator().state().offset);
 }
 
 std::string expect_throws(const std::function<void()>& action) {
@@ -97,24 +122,19 @@ const CheckpointWarn kNoWarnings = [](const std::string& message) {
   ADD_FAILURE() << "unexpected warning: " << message;
 };
 
-TEST(Checkpoint, RestoredRunTakesBitwiseTheSameNextStepAsTheOriginal) {
+TEST(Checkpoint, AFileReadsBackBitForBitWhatWasWritten) {
   TemporaryFolder folder;
-  TinyRun original(tiny_config(), 1);
-  original.train(3);
-  write_checkpoint_file(folder.file("state.h5"), original.capture());
-  TrainingCheckpoint read = read_checkpoint_file(folder.file("state.h5"));
-  EXPECT_EQ(read.step, 3);
-  EXPECT_EQ(read.consumed_samples, 12);
-  EXPECT_EQ(read.config_yaml, "model:\n  preset: llama-tiny\n");
-
-  TinyRun restored(tiny_config(), 2);  // other initial weights and dropout seed: all must come from the file
-  restore_training_state(read, folder.file("state.h5"), *restored.model, *restored.optimizer);
-  restored.steps = read.step;
-  expect_same_state(original, restored);
-  // The next update depends on every piece (weights, moments, bias-correction step, dropout stream).
-  original.train(1);
-  restored.train(1);
-  expect_same_state(original, restored);
+  for (DType dtype : {DType::F32, DType::BF16}) {
+    TinyRun run(tiny_config(), 1, dtype);
+    run.train(3);
+    TrainingCheckpoint written = run.capture();
+    EXPECT_EQ(written.optimizer.master.empty(), dtype == DType::F32) << "f32 parameters are their own masters";
+    write_checkpoint_file(folder.file("state.h5"), written);
+    TrainingCheckpoint read = read_checkpoint_file(folder.file("state.h5"));
+    expect_same_checkpoint(read, written);
+    EXPECT_EQ(read.step, 3);
+    EXPECT_EQ(read.consumed_samples, 12);
+  }
 }
 
 TEST(Checkpoint, LossScalerStateRoundTrips) {
@@ -191,69 +211,6 @@ TEST(Checkpoint, TheModelParallelStreamOfATensorParallelShardRoundTrips) {
   EXPECT_EQ(read->offset, 77u);
 }
 
-// An interleaved pipeline rank's checkpoint holds both its chunks (stage 0 of pp 2 x vpp 2 over
-// 4 layers: layers 0 and 2): their parameters in one file, and each chunk's dropout stream.
-TEST(Checkpoint, ThePipelineChunksOfOneRankShareACheckpointWithTheirOwnStreams) {
-  TemporaryFolder folder;
-  TransformerConfig config = tiny_config(4);
-  PipelineLayoutOptions options;
-  options.num_layers = 4;
-  options.pp = 2;
-  options.vpp = 2;
-  PipelineLayout layout(options);
-  auto chunk = [&](int c) {
-    return std::make_unique<GptModel>(config, 5, ParamOptions{},
-                                      ModelParallelism{.pipeline = layout, .pipeline_stage = {0, c}});
-  };
-  std::unique_ptr<GptModel> first = chunk(0), second = chunk(1);
-  std::vector<Tensor> parameters = first->parameters(), more = second->parameters();
-  parameters.insert(parameters.end(), more.begin(), more.end());
-  AdamW optimizer(parameters, AdamWOptions{.lr = 1e-2});
-  second->dropout_generator().set_state({99, 12});
-  ModelPiece piece({first.get(), second.get()});
-  write_checkpoint_file(folder.file("chunks.h5"), capture_training_state(piece, optimizer, 1, 4, "model: {}\n"));
-  TrainingCheckpoint read = read_checkpoint_file(folder.file("chunks.h5"));
-  EXPECT_EQ(read.model.size(), parameters.size());
-  EXPECT_EQ(read.model.count("decoder.layers.0.mlp.linear_fc1.weight"), 1u);
-  EXPECT_EQ(read.model.count("decoder.layers.2.mlp.linear_fc1.weight"), 1u);
-  EXPECT_EQ(read.model.count("decoder.layers.1.mlp.linear_fc1.weight"), 0u) << "stage 1's layer";
-  ASSERT_EQ(read.chunk_dropout_rngs.size(), 1u);
-  EXPECT_EQ(read.chunk_dropout_rngs[0].seed, 99u);
-  EXPECT_EQ(read.chunk_dropout_rngs[0].offset, 12u);
-
-  second->dropout_generator().set_state({1, 1});
-  restore_training_state(read, "chunks.h5", piece, optimizer);
-  EXPECT_EQ(second->dropout_generator().state().seed, 99u);
-  EXPECT_EQ(second->dropout_generator().state().offset, 12u);
-  // The second chunk alone is another layout: refused naming the chunk count.
-  AdamW alone(second->parameters(), AdamWOptions{.lr = 1e-2});
-  std::string message = expect_throws([&] { restore_training_state(read, "chunks.h5", *second, alone); });
-  EXPECT_NE(message.find("chunks.h5: the checkpoint holds 2 model chunk(s) of a pipeline rank but this rank has 1"),
-            std::string::npos)
-      << message;
-}
-
-TEST(Checkpoint, Bf16ParametersKeepTheirSeparateF32Masters) {
-  TemporaryFolder folder;
-  TinyRun original(tiny_config(), 4, DType::BF16);
-  original.train(2);
-  write_checkpoint_file(folder.file("bf16.h5"), original.capture());
-  TrainingCheckpoint read = read_checkpoint_file(folder.file("bf16.h5"));
-  EXPECT_EQ(read.model.at("decoder.final_layernorm.weight").dtype, DType::BF16);
-  EXPECT_EQ(read.optimizer.master.size(), read.model.size());
-
-  TinyRun restored(tiny_config(), 5, DType::BF16);
-  restore_training_state(read, folder.file("bf16.h5"), *restored.model, *restored.optimizer);
-  restored.steps = read.step;
-  expect_same_state(original, restored);
-  // The masters hold more than the bf16 weights: without them the next step would differ.
-  const Tensor& master = original.optimizer->master_weight(0);
-  EXPECT_NE(master.to_vector<float>(), original.model->parameters()[0].to_vector<float>());
-  original.train(1);
-  restored.train(1);
-  expect_same_state(original, restored);
-}
-
 // File offset of the first chunk of `dataset`, found with the plain HDF5 API.
 haddr_t first_chunk_address(const std::string& path, const std::string& dataset) {
   hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -299,7 +256,7 @@ TEST(CheckpointDirectory, AutoResumeSkipsATruncatedLatestCheckpointWithAWarningN
   std::vector<std::string> warnings;
   ::testing::internal::CaptureStderr();
   std::optional<LoadedCheckpoint> loaded =
-      load_checkpoint_for_resume("auto", dir, [&](const std::string& w) { warnings.push_back(w); });
+      load_latest_checkpoint(dir, [&](const std::string& w) { warnings.push_back(w); });
   EXPECT_EQ(::testing::internal::GetCapturedStderr(), "") << "HDF5's own error printing must stay off";
   ASSERT_TRUE(loaded.has_value());
   EXPECT_EQ(fs::path(loaded->path).filename(), "iter_0000001.h5");
@@ -309,8 +266,8 @@ TEST(CheckpointDirectory, AutoResumeSkipsATruncatedLatestCheckpointWithAWarningN
 
   // With every checkpoint unreadable auto-resume stops instead of silently starting over.
   fs::resize_file(dir + "/iter_0000001.h5", 100);
-  std::string message = expect_throws([&] { load_checkpoint_for_resume("auto", dir, [](const std::string&) {}); });
-  EXPECT_NE(message.find("none of the 2 checkpoints"), std::string::npos) << message;
+  std::string message = expect_throws([&] { load_latest_checkpoint(dir, [](const std::string&) {}); });
+  EXPECT_NE(message.find("none of the 2 checkpoint files"), std::string::npos) << message;
 }
 
 TEST(CheckpointDirectory, AFailedSaveLeavesTheLastGoodCheckpointAndNoTemporaryFile) {
@@ -355,24 +312,19 @@ TEST(CheckpointDirectory, KeepsTheLastKeepLastCheckpointsAndNeverDeletesHigherSt
   EXPECT_EQ(removed, (std::vector<std::string>{dir + "/iter_0000001.h5", dir + "/iter_0000002.h5"}));
 }
 
-TEST(CheckpointDirectory, ResumeNoneStartsFreshAndAPathLoadsThatFile) {
+TEST(CheckpointDirectory, TheLatestOfADirectoryIsItsHighestStep) {
   TemporaryFolder folder;
   TinyRun run(tiny_config(1, 32), 10);
   std::string dir = folder.file("ckpt");
   run.train(1);
-  SavedCheckpoint first = save_checkpoint(dir, run.capture(), 3, kNoWarnings);
+  save_checkpoint(dir, run.capture(), 3, kNoWarnings);
   run.train(1);
   save_checkpoint(dir, run.capture(), 3, kNoWarnings);
-  EXPECT_FALSE(load_checkpoint_for_resume("none", dir, kNoWarnings).has_value());
-  EXPECT_FALSE(load_checkpoint_for_resume("auto", "", kNoWarnings).has_value());
-  EXPECT_FALSE(load_checkpoint_for_resume("auto", folder.file("empty"), kNoWarnings).has_value());
-  EXPECT_EQ(load_checkpoint_for_resume(first.path, dir, kNoWarnings)->checkpoint.step, 1);
-  EXPECT_EQ(load_checkpoint_for_resume(dir, "", kNoWarnings)->checkpoint.step, 2);
-  std::string message = expect_throws([&] { load_checkpoint_for_resume(dir + "/iter_9.h5", dir, kNoWarnings); });
-  EXPECT_NE(message.find("does not exist"), std::string::npos) << message;
+  EXPECT_EQ(load_latest_checkpoint(dir, kNoWarnings)->checkpoint.step, 2);
+  EXPECT_FALSE(load_latest_checkpoint(folder.file("empty"), kNoWarnings).has_value());
 }
 
-TEST(CheckpointState, AMismatchedModelIsRefusedNamingTheFirstDifferingParameter) {
+TEST(CheckpointState, LoadingWeightsChecksEveryParameterByNameAndShape) {
   TemporaryFolder folder;
   TinyRun saved(tiny_config(2, 64), 11);
   std::string path = folder.file("state.h5");
@@ -380,8 +332,7 @@ TEST(CheckpointState, AMismatchedModelIsRefusedNamingTheFirstDifferingParameter)
   TrainingCheckpoint checkpoint = read_checkpoint_file(path);
 
   TinyRun wider(tiny_config(2, 128), 12);
-  std::string message =
-      expect_throws([&] { restore_training_state(checkpoint, path, *wider.model, *wider.optimizer); });
+  std::string message = expect_throws([&] { load_model_weights(checkpoint, path, *wider.model); });
   EXPECT_NE(message.find("parameter embedding.word_embeddings.weight has shape [512, 64] in the checkpoint but "
                          "[512, 128] in the model"),
             std::string::npos)
@@ -389,12 +340,17 @@ TEST(CheckpointState, AMismatchedModelIsRefusedNamingTheFirstDifferingParameter)
   EXPECT_NE(message.find(path), std::string::npos) << message;
 
   TinyRun deeper(tiny_config(3, 64), 13);
-  message = expect_throws([&] { restore_training_state(checkpoint, path, *deeper.model, *deeper.optimizer); });
+  message = expect_throws([&] { load_model_weights(checkpoint, path, *deeper.model); });
   EXPECT_NE(message.find("has no parameter decoder.layers.2.input_layernorm.weight"), std::string::npos) << message;
 
   TinyRun shallower(tiny_config(1, 64), 14);
-  message = expect_throws([&] { restore_training_state(checkpoint, path, *shallower.model, *shallower.optimizer); });
+  message = expect_throws([&] { load_model_weights(checkpoint, path, *shallower.model); });
   EXPECT_NE(message.find("holds parameter decoder.layers.1."), std::string::npos) << message;
+
+  TinyRun same(tiny_config(2, 64), 15);
+  load_model_weights(checkpoint, path, *same.model);
+  for (const auto& [name, parameter] : same.model->named_parameters())
+    expect_bitwise_equal(parameter, checkpoint.model.at(name).value, name);
 }
 
 }  // namespace

@@ -3,16 +3,20 @@
 // checkpoint for steps 11..20. On CPU the resumed steps must give bitwise the losses, learning
 // rates, gradient norms and validation losses of the uninterrupted run. Negative controls: the
 // same resume with the dropout stream or the loader position not restored gives other losses,
-// so the comparison does see those pieces of state.
+// so the comparison does see those pieces of state. keep_last keeps the newest committed
+// checkpoints; a save written on the background thread (checkpoint.async_save) while training
+// goes on equals, bit for bit, the same save written synchronously.
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "data/data_test_util.h"
 #include "data/indexed_dataset_writer.h"
-#include "launcher/checkpoint.h"
+#include "launcher/distributed_checkpoint.h"
 #include "launcher/recipe.h"
 #include "launcher/trainer.h"
 
@@ -62,7 +66,7 @@ class TrainResume : public ::testing::Test {
   }
 
   static std::string checkpoint_dir() { return folder_->file("checkpoints"); }
-  static std::string checkpoint_at_10() { return checkpoint_dir() + "/iter_0000010.h5"; }
+  static std::string checkpoint_at_10() { return checkpoint_dir() + "/iter_0000010"; }
 
   static TrainResult train(const std::vector<std::string>& overrides, std::optional<int64_t> stop_after = {}) {
     Recipe recipe =
@@ -74,11 +78,15 @@ class TrainResume : public ::testing::Test {
   }
 
   // Resumes from the checkpoint at step 10 after `edit` changed it; returns step 11's loss.
-  static double loss_at_11_resuming_from_edited(const std::function<void(TrainingCheckpoint&)>& edit) {
-    TrainingCheckpoint checkpoint = read_checkpoint_file(checkpoint_at_10());
-    edit(checkpoint);
-    std::string path = folder_->file("edited.h5");
-    write_checkpoint_file(path, checkpoint);
+  static double loss_at_11_resuming_from_edited(const std::function<void(nlohmann::json&)>& edit) {
+    namespace fs = std::filesystem;
+    std::string path = folder_->file("edited") + "/iter_0000010";
+    fs::remove_all(folder_->file("edited"));
+    fs::create_directories(path);
+    fs::copy(checkpoint_at_10(), path);
+    nlohmann::json metadata = nlohmann::json::parse(std::ifstream(path + "/metadata.json"));
+    edit(metadata);
+    std::ofstream(path + "/metadata.json") << metadata.dump();
     TrainResult resumed = train({"train.resume=" + path}, 11);
     EXPECT_EQ(resumed.resumed_from, path);
     return resumed.steps.at(0).loss;
@@ -114,7 +122,7 @@ TEST_F(TrainResume, StepsAfterTheCheckpointMatchTheUninterruptedRunBitForBit) {
   std::vector<std::pair<int64_t, double>> expected_validation(uninterrupted_->validation_losses.begin() + 2,
                                                               uninterrupted_->validation_losses.end());
   EXPECT_EQ(resumed.validation_losses, expected_validation);
-  EXPECT_EQ(resumed.saved_checkpoints, std::vector<std::string>{checkpoint_dir() + "/iter_0000020.h5"});
+  EXPECT_EQ(resumed.saved_checkpoints, std::vector<std::string>{checkpoint_dir() + "/iter_0000020"});
   std::printf("  losses 11..20: %.6f ... %.6f, bitwise equal to the uninterrupted run\n", resumed.steps.front().loss,
               resumed.steps.back().loss);
 }
@@ -122,9 +130,10 @@ TEST_F(TrainResume, StepsAfterTheCheckpointMatchTheUninterruptedRunBitForBit) {
 TEST_F(TrainResume, WithoutTheDropoutStreamOrTheLoaderPositionTheLossesDiffer) {
   double expected = uninterrupted_->steps.at(10).loss;
   // The control's control: an unedited round trip through the same code path matches.
-  EXPECT_EQ(loss_at_11_resuming_from_edited([](TrainingCheckpoint&) {}), expected);
-  double fresh_dropout = loss_at_11_resuming_from_edited([](TrainingCheckpoint& c) { c.dropout_rng.offset = 0; });
-  double first_batches = loss_at_11_resuming_from_edited([](TrainingCheckpoint& c) { c.consumed_samples = 0; });
+  EXPECT_EQ(loss_at_11_resuming_from_edited([](nlohmann::json&) {}), expected);
+  double fresh_dropout =
+      loss_at_11_resuming_from_edited([](nlohmann::json& m) { m["rng"][0]["dropout"][1] = 0; });
+  double first_batches = loss_at_11_resuming_from_edited([](nlohmann::json& m) { m["consumed_samples"] = 0; });
   EXPECT_NE(fresh_dropout, expected);
   EXPECT_NE(first_batches, expected);
   std::printf("  step 11 loss: %.9f exact, %.9f with a fresh dropout stream, %.9f reading from sample 0\n", expected,
@@ -141,35 +150,40 @@ TEST_F(TrainResume, ExitIntervalSplitsARunIntoJobsThatResumeExactly) {
   EXPECT_EQ(third.steps.back().step, 20);
   EXPECT_EQ(third.steps.back().loss, uninterrupted_->steps.back().loss);
   EXPECT_EQ(second.steps.front().loss, uninterrupted_->steps.at(7).loss);
+  // Saves at 7, 14 and 20; keep_last 2 removed step 7's.
+  std::vector<CheckpointEntry> kept = list_checkpoint_folders(dir);
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].step, 14);
+  EXPECT_EQ(kept[1].step, 20);
+  EXPECT_TRUE(kept[0].committed && kept[1].committed);
 }
 
-TEST_F(TrainResume, ResumingIntoAnotherModelShapeNamesTheFirstMismatchingParameter) {
+TEST_F(TrainResume, ResumingIntoAnotherModelShapeNamesTheFirstMismatchingTensor) {
   try {
     train({"train.resume=" + checkpoint_at_10(), "model.num_layers=3"}, 11);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("has no parameter decoder.layers.2.input_layernorm.weight"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("the checkpoint has no tensor model/decoder.layers.2.input_layernorm.weight"),
+              std::string::npos)
         << e.what();
   }
 }
 
-TEST_F(TrainResume, ACheckpointOfAnotherTensorParallelSizeIsRefusedInOneLine) {
-  // The stored recipe says tp 2 (as a shard of a tensor-parallel run would): this single-rank run
-  // must not load it.
-  TrainingCheckpoint checkpoint = read_checkpoint_file(checkpoint_at_10());
-  size_t at = checkpoint.config_yaml.find("tensor_model_parallel_size: 1");
-  ASSERT_NE(at, std::string::npos) << checkpoint.config_yaml;
-  checkpoint.config_yaml.replace(at, 29, "tensor_model_parallel_size: 2");
-  std::string path = folder_->file("tp2.h5");
-  write_checkpoint_file(path, checkpoint);
-  try {
-    train({"train.resume=" + path}, 11);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("saved with parallel.tensor_model_parallel_size = 2 but this run has 1"),
-              std::string::npos)
-        << e.what();
-  }
+// The save of step 5 is written by the background thread while steps 6..10 train: it must hold
+// step 5's state, as the synchronous save of the same run does.
+TEST_F(TrainResume, AnAsynchronousSaveEqualsASynchronousOneBitForBit) {
+  const std::string async_dir = folder_->file("async"), sync_dir = folder_->file("sync");
+  train({"train.resume=none", "checkpoint.save_interval=5", "checkpoint.save=" + async_dir}, 10);
+  train({"train.resume=none", "checkpoint.save_interval=5", "checkpoint.async_save=false", "checkpoint.save=" + sync_dir},
+        10);
+  CheckpointReader got(async_dir + "/iter_0000005"), expected(sync_dir + "/iter_0000005");
+  ASSERT_EQ(got.metadata().tensors.size(), expected.metadata().tensors.size());
+  for (const auto& [name, tensor] : expected.metadata().tensors)
+    EXPECT_EQ(got.read_full(name).to_vector<float>(), expected.read_full(name).to_vector<float>()) << name;
+  EXPECT_EQ(got.metadata().consumed_samples, 20);
+  EXPECT_NE(got.read_full("model/output_layer.weight").to_vector<float>(),
+            CheckpointReader(async_dir + "/iter_0000010").read_full("model/output_layer.weight").to_vector<float>())
+      << "training went on after step 5";
 }
 
 }  // namespace
