@@ -176,6 +176,10 @@ class Backend {
   // refuses causal with 1 < Tq < Tk for now: core/cuda/cudnn_attention.cpp says why.) ----
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                          double scale, const Tensor& out, const Tensor& lse) = 0;
+  // Whether attention and attention_backward read q, k and v as strided views (the last dim
+  // contiguous, e.g. slices of a packed QKV projection) without copying them; otherwise they
+  // must be contiguous. Every other tensor of the two calls is contiguous either way.
+  virtual bool attention_reads_strided_inputs() const { return false; }
   virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& out, const Tensor& lse, const Tensor& dL_dout,
                                   bool causal, double scale, const Tensor& dL_dq,

@@ -48,6 +48,7 @@ double TrainingRun::grad_norm_squared_of_model() const {
 StepMetrics TrainingRun::train_step(int64_t step) {
   if (stage_) return pipeline_train_step(step);
   auto start = Clock::now();
+  reset_peak_memory(c_.device);  // the log's peak is this step's
   zero_gradients();
   // Every token of the global batch weighs 1 / (tokens in the global batch).
   double inv_tokens = 1.0 / double(c_.tokens_per_step());
@@ -61,11 +62,15 @@ StepMetrics TrainingRun::train_step(int64_t step) {
     std::optional<MicroBatch> mb = loader_->next();
     TS_CHECK(mb.has_value(), "the training data ran out at step ", step, " (consumed ", loader_->consumed_samples(),
              " samples)");
-    Tensor loss = model_->loss(to_device(*mb, c_.device), LossReduction::Sum);
-    Tensor scaled = scale(loss, inv_tokens);
-    if (c_.precision == Precision::FP16) scaled = scaler_.scale_loss(scaled);
-    scaled.backward();
-    loss_sum += loss.item();
+    if (c_.cuda_graph) {
+      loss_sum += graph_micro_batch(*mb, inv_tokens);
+    } else {
+      Tensor loss = model_->loss(to_device(*mb, c_.device), LossReduction::Sum);
+      Tensor scaled = scale(loss, inv_tokens);
+      if (c_.precision == Precision::FP16) scaled = scaler_.scale_loss(scaled);
+      scaled.backward();
+      loss_sum += loss.item();
+    }
     if (sharded_grads && micro + 1 < c_.grad_accumulation_steps()) ddp_->finish_grad_sync();
     if (fsdp_) fsdp_->finish_grad_sync();
   }
@@ -83,11 +88,34 @@ StepMetrics TrainingRun::train_step(int64_t step) {
   m.skipped = !take_step;
   if (take_step) optimizer_step(m);
   finish_metrics(m, start);
+  if (result_.steps.empty() && c_.device.is_cuda()) log_first_step_memory();
   return m;
 }
 
+// What stays between steps (parameters, gradients, optimizer state, caches) and what the step
+// adds at its peak (activations and temporaries), after this job's first step.
+void TrainingRun::log_first_step_memory() const {
+  MemoryStats memory = memory_stats(c_.device);
+  const double gib = double(1 << 30);
+  log_(fmt::format("memory after the first step on {}: {:.2f} GiB held between steps (parameters, gradients, "
+                   "optimizer state), peak {:.2f} GiB: activations and temporaries up to {:.2f} GiB",
+                   c_.device.str(), double(memory.in_use_bytes) / gib, double(memory.peak_bytes) / gib,
+                   double(memory.peak_bytes - memory.in_use_bytes) / gib));
+}
+
+double TrainingRun::graph_micro_batch(const MicroBatch& mb, double inv_tokens) {
+  if (!micro_batch_graph_) micro_batch_graph_ = std::make_unique<MicroBatchGraph>(*model_, c_.device, inv_tokens);
+  const bool captured_before = micro_batch_graph_->captured();
+  double loss = micro_batch_graph_->run(mb);
+  if (!captured_before && micro_batch_graph_->captured())
+    log_(fmt::format("cuda graph: captured a micro-batch's forward and backward; replays use {:.2f} GiB of "
+                     "activation memory",
+                     double(micro_batch_graph_->pool_bytes()) / double(1 << 30)));
+  return loss;
+}
+
 void TrainingRun::finish_metrics(StepMetrics& m, Clock::time_point start) const {
-  m.peak_memory_bytes = memory_stats(c_.device).peak_bytes;  // reading it waits for the step
+  m.peak_memory_bytes = memory_stats(c_.device).peak_bytes;  // this step's (GPU); reading it waits for the step
   m.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   m.tokens_per_second = double(c_.tokens_per_step()) / m.seconds;
   m.tflops_per_device = flops_per_step_ / m.seconds / 1e12 / double(c_.layout.product());
@@ -116,6 +144,7 @@ void TrainingRun::optimizer_step(StepMetrics& m) {
 // no overlap with the backward (ZeRO-1's reduce-scatter must see the embedding sum already).
 StepMetrics TrainingRun::pipeline_train_step(int64_t step) {
   auto start = Clock::now();
+  reset_peak_memory(c_.device);
   zero_gradients();
   std::vector<LmBatch> micro_batches;
   for (int64_t micro = 0; micro < c_.grad_accumulation_steps(); ++micro) {

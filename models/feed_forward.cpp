@@ -33,11 +33,9 @@ Tensor FeedForward::forward(const Tensor& x) const {
   Tensor h = fc1_->forward(x);
   if (activation_ == Activation::SwiGLU) {
     std::vector<Tensor> gate_up = split(h, {local_ffn_, local_ffn_}, -1);
-    h = swiglu(gate_up[0], gate_up[1]);
-  } else {
-    h = gelu(h);
+    return fc2_->forward(swiglu(gate_up[0], gate_up[1]));
   }
-  return fc2_->forward(h);
+  return fc2_->forward_of_gelu(h);  // keeps h, recomputes gelu(h) in the backward
 }
 
 std::vector<Tensor> FeedForward::replicated_parameters() const {

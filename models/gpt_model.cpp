@@ -181,6 +181,14 @@ int64_t GptModel::sequence_length(const Tensor& input) const {
   return t;
 }
 
+const Tensor& GptModel::cached_positions(int64_t t, Device device) const {
+  std::lock_guard<std::mutex> lock(rope_mutex_);
+  auto key = std::make_pair(t, device.str());
+  auto it = positions_cache_.find(key);
+  if (it == positions_cache_.end()) it = positions_cache_.emplace(key, Tensor::arange(t, DType::I64, device)).first;
+  return it->second;
+}
+
 ResidualStream GptModel::run_layers(const Tensor& input) const {
   const int64_t t = sequence_length(input);
   const int tp = parallel_.tp_size();
@@ -189,7 +197,7 @@ ResidualStream GptModel::run_layers(const Tensor& input) const {
     Tensor positions;
     if (position_embeddings_) {
       // With sequence parallelism the embedding output holds this rank's share of the positions.
-      positions = Tensor::arange(t, DType::I64, input.device());
+      positions = cached_positions(t, input.device());
       if (parallel_.sequence_parallel) positions = positions.narrow(0, parallel_.tp_rank() * (t / tp), t / tp);
     }
     fsdp_pre_forward({0});

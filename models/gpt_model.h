@@ -156,6 +156,9 @@ class GptModel : public Module {
   // Logits [..., V] for inference (gathered under tp).
   Tensor full_logits(const Tensor& hidden) const;
   const RopeTables* cached_rope_tables(int64_t seq_len, Device device) const;
+  // 0..t-1 (i64) on `device`, made once per (t, device): a host upload inside every forward
+  // would synchronize the stream, which a captured CUDA graph cannot hold.
+  const Tensor& cached_positions(int64_t t, Device device) const;
 
   TransformerConfig config_;
   ModelParallelism parallel_;
@@ -172,8 +175,9 @@ class GptModel : public Module {
   bool recompute_ = false;
   FullyShardedDataParallel* fsdp_ = nullptr;
   mutable RngTracker rng_;
-  mutable std::mutex rope_mutex_;
+  mutable std::mutex rope_mutex_;  // guards both caches
   mutable std::map<std::pair<int64_t, std::string>, RopeTables> rope_cache_;
+  mutable std::map<std::pair<int64_t, std::string>, Tensor> positions_cache_;
 };
 
 }  // namespace tessera

@@ -36,6 +36,9 @@ std::array<Tensor, 3> SelfAttention::project(const Tensor& x) const {
   // [B, T, KV, H/KV + 2, D]: per group its query heads, its key and its value.
   Tensor qkv = projected.view({b, t, groups_, per_group + 2, head_dim_});
   std::vector<Tensor> parts = split(qkv, {per_group, 1, 1}, 3);
+  // Multi-head attention (one query head per group): each part is a strided view [B, T, H, D],
+  // which attention reads in place on the GPU. Grouped queries need a copy to be [B, T, H, D].
+  if (per_group == 1) return {parts[0].squeeze(3), parts[1].squeeze(3), parts[2].squeeze(3)};
   return {parts[0].reshape({b, t, heads_, head_dim_}), parts[1].reshape({b, t, groups_, head_dim_}),
           parts[2].reshape({b, t, groups_, head_dim_})};
 }

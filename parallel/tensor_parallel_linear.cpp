@@ -92,10 +92,18 @@ RowParallelLinear::RowParallelLinear(int64_t in_features, int64_t out_features, 
   }
 }
 
-Tensor RowParallelLinear::forward(const Tensor& x) const {
-  if (tp_ == nullptr) return linear(x, weight_, bias_);
+Tensor RowParallelLinear::forward(const Tensor& x) const { return forward_with(x, false); }
+
+Tensor RowParallelLinear::forward_of_gelu(const Tensor& x) const { return forward_with(x, true); }
+
+Tensor RowParallelLinear::forward_with(const Tensor& x, bool gelu_first) const {
+  auto product = [gelu_first](const Tensor& in, const Tensor& weight, const Tensor& bias) {
+    return gelu_first ? linear_of_gelu(in, weight, bias) : linear(in, weight, bias);
+  };
+  if (tp_ == nullptr) return product(x, weight_, bias_);
+  // GELU is elementwise: applying it to this rank's shard of the input is applying it to all.
   Tensor x_parallel = options_.input_is_parallel ? x : scatter_to_tensor_parallel(x, *tp_);
-  Tensor partial = linear(x_parallel, weight_);
+  Tensor partial = product(x_parallel, weight_, Tensor());
   Tensor y = options_.sequence_parallel ? reduce_scatter_to_sequence_parallel(partial, *tp_, options_.sequence_dim)
                                         : reduce_from_tensor_parallel(partial, *tp_);
   return bias_.defined() ? y + bias_ : y;

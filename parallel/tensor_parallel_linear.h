@@ -69,10 +69,13 @@ class RowParallelLinear : public Module {
   RowParallelLinear(int64_t in_features, int64_t out_features, Communicator* tp, Generator& generator,
                     RowParallelOptions options = {});
   Tensor forward(const Tensor& x) const;
+  // forward(gelu(x)), keeping x rather than gelu(x) for the backward (core/ops linear_of_gelu).
+  Tensor forward_of_gelu(const Tensor& x) const;
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }
 
  private:
+  Tensor forward_with(const Tensor& x, bool gelu_first) const;
   Communicator* tp_;
   RowParallelOptions options_;
   Tensor weight_;

@@ -56,13 +56,22 @@ std::vector<Tensor> complete_with_zeros(std::vector<Tensor> grads, const Node& n
   return grads;
 }
 
+thread_local bool keeps_saved_tensors = false;
+
 }  // namespace
+
+bool backward_keeps_saved_tensors() { return keeps_saved_tensors; }
 
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots,
                   bool retain_graph) {
   TS_CHECK(roots.size() == grad_roots.size(), "backward: ", roots.size(), " roots but ",
            grad_roots.size(), " root gradients");
   NoGradGuard no_grad;
+  struct KeepsSaved {  // restores the outer pass's flag (activation checkpointing nests passes)
+    bool outer = keeps_saved_tensors;
+    explicit KeepsSaved(bool keep) { keeps_saved_tensors = keep; }
+    ~KeepsSaved() { keeps_saved_tensors = outer; }
+  } keeps_saved(retain_graph);
 
   std::vector<Edge> root_edges;
   for (const Tensor& root : roots) {

@@ -12,4 +12,9 @@ namespace tessera {
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots,
                   bool retain_graph);
 
+// True while this thread runs a backward pass with retain_graph: backward functions must then
+// leave their saved tensors intact (another pass reads them). Without it a backward function
+// may write its result over a saved tensor nobody else holds (cross-entropy over the logits).
+bool backward_keeps_saved_tensors();
+
 }  // namespace tessera

@@ -5,11 +5,19 @@
 // the device's compute stream, so a block freed on the host may be reused at once: the GPU
 // sees the next user's kernels after the previous user's. When cudaMalloc fails, every
 // cached block is released and the request retried once. Thread-safe.
+//
+// Private pools serve CUDA graph capture (core/device_graph.h): while a pool is active for a
+// thread, that thread's requests are served from the pool (growing it from the shared cache or
+// the driver) and blocks allocated there return to it when freed. A captured graph replays
+// into the pool's addresses, so no block of the pool is handed to anyone else until the pool is
+// destroyed; its blocks count as allocated for as long as the pool exists (what replays use).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -33,18 +41,38 @@ class CudaCachingAllocator final : public Allocator {
   std::shared_ptr<Storage> allocate(size_t nbytes) override;
   CudaMemoryStats stats() const;
   void reset_peak();
-  // Returns every cached (free) block to the driver.
+  // Returns every cached (free) block of the shared cache to the driver.
   void release_cached();
+
+  // A new private pool (see above); the id stays unique for the allocator's lifetime.
+  int create_private_pool();
+  // Routes the calling thread's requests to `pool` (-1: back to the shared cache).
+  void use_private_pool(int pool);
+  // Hands the pool's free blocks back to the shared cache; blocks still in tensors go there
+  // when those are freed.
+  void destroy_private_pool(int pool);
+  // Bytes held by `pool`, free or in tensors.
+  size_t private_pool_bytes(int pool) const;
 
   static size_t round_size(size_t nbytes);
 
  private:
-  void free_block(void* ptr, size_t rounded);
+  using FreeLists = std::unordered_map<size_t, std::vector<void*>>;
+  struct PrivatePool {
+    FreeLists free_blocks;
+    size_t bytes = 0;
+  };
+  void* take_block(FreeLists& free_blocks, size_t rounded);
+  void free_block(void* ptr, size_t rounded, int pool);
   void* device_malloc(size_t rounded);
 
   int device_;
   mutable std::mutex mutex_;
-  std::unordered_map<size_t, std::vector<void*>> free_blocks_;
+  FreeLists free_blocks_;
+  std::map<int, PrivatePool> private_pools_;
+  int next_pool_id_ = 0;
+  int active_pool_ = -1;
+  std::thread::id active_pool_thread_;
   CudaMemoryStats stats_;
 };
 

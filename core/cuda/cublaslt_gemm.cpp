@@ -331,6 +331,7 @@ struct CublasLtGemm::State {
   void* workspace = nullptr;
   mutable std::mutex mutex;
   std::unordered_map<PlanKey, std::unique_ptr<Plan>, PlanKeyHash> plans;
+  std::vector<std::unique_ptr<Plan>> capture_plans;  // untimed plans made while a graph was captured
 };
 
 CublasLtGemm::CublasLtGemm(int device, cudaStream_t stream) : state_(std::make_unique<State>()) {
@@ -420,15 +421,24 @@ void CublasLtGemm::run(const Tensor& a, const Tensor& b, const Tensor& c, const 
     CudaDeviceGuard guard(st.device);
     std::lock_guard<std::mutex> lock(st.mutex);
     auto it = st.plans.find(key);
-    if (it == st.plans.end()) {
+    Plan* found = it == st.plans.end() ? nullptr : it->second.get();
+    if (!found) {
       std::vector<cublasLtMatmulAlgo_t> candidates;
       std::unique_ptr<Plan> plan = make_plan(st.handle, key, bias, aux_ptr, candidates);
-      if (candidates.size() > 1)
-        choose_fastest(st.handle, *plan, candidates, key, a.data_ptr(), b.data_ptr(), c.device(), st.workspace,
-                       st.stream);
-      it = st.plans.emplace(key, std::move(plan)).first;
+      cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+      TS_CUDA_CHECK(cudaStreamIsCapturing(st.stream, &capture));
+      if (capture == cudaStreamCaptureStatusActive) {
+        // A CUDA graph capture cannot wait for timings: the heuristic's first answer, kept
+        // apart so that the first eager call still times the candidates.
+        found = st.capture_plans.emplace_back(std::move(plan)).get();
+      } else {
+        if (candidates.size() > 1)
+          choose_fastest(st.handle, *plan, candidates, key, a.data_ptr(), b.data_ptr(), c.device(), st.workspace,
+                         st.stream);
+        found = st.plans.emplace(key, std::move(plan)).first->second.get();
+      }
     }
-    Plan& plan = *it->second;
+    Plan& plan = *found;
     if (bias) set_attribute(plan.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
     if (aux_ptr) set_attribute(plan.desc.get(), CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux_ptr);
     matmul(st.handle, plan, plan.algo, Operands{a.data_ptr(), b.data_ptr(), c.data_ptr(), alpha, beta},

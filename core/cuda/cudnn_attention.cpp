@@ -5,7 +5,8 @@
 // Layout: our tensors are [B, T, heads, D] row-major (T = Tq for Q, O and their gradients,
 // Tk for K, V and theirs); cuDNN sees them as [B, heads, T, D] with strides
 // [T*heads*D, D, heads*D, 1] (and K, V transposed to [B, KV, D, Tk] by swapping the last two
-// strides), so nothing is copied. Grouped-query heads broadcast in the matmuls
+// strides), so nothing is copied. Q, K and V may also be strided views (slices of a packed QKV
+// projection, head dim contiguous): their strides go into the graph. Grouped-query heads broadcast in the matmuls
 // (query head h reads kv head h / (H / KV)); dK and dV of a kv head are summed over its query
 // heads by a reduction in the graph.
 //
@@ -36,6 +37,7 @@
 
 #include <cudnn_graph.h>
 
+#include <array>
 #include <cstdio>
 #include <limits>
 #include <map>
@@ -63,14 +65,25 @@ enum : TensorId { kQ = 1, kK, kV, kO, kStats, kScale, kDO, kDQ, kDK, kDV, kDelta
 
 struct Dims {
   int64_t B, Tq, Tk, H, KV, D;
+  // Element strides of q, k and v over their [B, T, heads] dims (D is contiguous): slices of a
+  // packed QKV projection are read where they lie.
+  std::array<int64_t, 9> input_strides;
 };
 
 cudnnDataType_t cudnn_type(DType dtype) { return dtype == DType::BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF; }
 
-// [B, T, heads, D] storage seen as [B, heads, T, D] ...
+// Contiguous [B, T, heads, D] storage seen as [B, heads, T, D].
 Shape bhtd_strides(int64_t T, int64_t heads, int64_t D) { return {T * heads * D, D, heads * D, 1}; }
-// ... and as its transpose [B, heads, D, T].
-Shape bhdt_strides(int64_t T, int64_t heads, int64_t D) { return {T * heads * D, D, 1, heads * D}; }
+// An input with strides (b, t, head) (Dims::input_strides from `first`) seen as [B, heads, T, D]
+// and as its transpose [B, heads, D, T].
+Shape input_bhtd(const Dims& d, size_t first) {
+  const auto& s = d.input_strides;
+  return {s[first], s[first + 2], s[first + 1], 1};
+}
+Shape input_bhdt(const Dims& d, size_t first) {
+  const auto& s = d.input_strides;
+  return {s[first], s[first + 2], 1, s[first + 1]};
+}
 
 // y = (row >= col) ? x : -inf over the last two dims of x [B, H, T, T] (causal with Tq == Tk).
 TensorId causal_mask(OperationGraph& g, TensorId x) {
@@ -111,10 +124,10 @@ TensorId binary(OperationGraph& g, cudnnPointwiseMode_t mode, TensorId x, Tensor
 std::unique_ptr<OperationGraph> forward_graph(const Dims& d, bool causal, cudnnDataType_t io) {
   auto graph = std::make_unique<OperationGraph>();
   OperationGraph& g = *graph;
-  const auto [B, Tq, Tk, H, KV, D] = d;
-  g.tensor(kQ, io, {B, H, Tq, D}, bhtd_strides(Tq, H, D));
-  g.tensor(kK, io, {B, KV, D, Tk}, bhdt_strides(Tk, KV, D));
-  g.tensor(kV, io, {B, KV, Tk, D}, bhtd_strides(Tk, KV, D));
+  const int64_t B = d.B, Tq = d.Tq, Tk = d.Tk, H = d.H, KV = d.KV, D = d.D;
+  g.tensor(kQ, io, {B, H, Tq, D}, input_bhtd(d, 0));
+  g.tensor(kK, io, {B, KV, D, Tk}, input_bhdt(d, 3));
+  g.tensor(kV, io, {B, KV, Tk, D}, input_bhtd(d, 6));
   g.tensor(kO, io, {B, H, Tq, D}, bhtd_strides(Tq, H, D));
   g.tensor(kStats, CUDNN_DATA_FLOAT, {B, H, Tq, 1}, {H * Tq, Tq, 1, 1});
   g.runtime_scalar(kScale);
@@ -147,10 +160,10 @@ void matmul_sum_heads(OperationGraph& g, const Dims& d, cudnnDataType_t io, Tens
 std::unique_ptr<OperationGraph> backward_graph(const Dims& d, bool causal, cudnnDataType_t io) {
   auto graph = std::make_unique<OperationGraph>();
   OperationGraph& g = *graph;
-  const auto [B, Tq, Tk, H, KV, D] = d;
-  g.tensor(kQ, io, {B, H, Tq, D}, bhtd_strides(Tq, H, D));
-  g.tensor(kK, io, {B, KV, D, Tk}, bhdt_strides(Tk, KV, D));
-  g.tensor(kV, io, {B, KV, D, Tk}, bhdt_strides(Tk, KV, D));
+  const int64_t B = d.B, Tq = d.Tq, Tk = d.Tk, H = d.H, KV = d.KV, D = d.D;
+  g.tensor(kQ, io, {B, H, Tq, D}, input_bhtd(d, 0));
+  g.tensor(kK, io, {B, KV, D, Tk}, input_bhdt(d, 3));
+  g.tensor(kV, io, {B, KV, D, Tk}, input_bhdt(d, 6));
   g.tensor(kO, io, {B, H, Tq, D}, bhtd_strides(Tq, H, D));
   g.tensor(kDO, io, {B, H, Tq, D}, bhtd_strides(Tq, H, D));
   g.tensor(kStats, CUDNN_DATA_FLOAT, {B, H, Tq, 1}, {H * Tq, Tq, 1, 1});
@@ -205,13 +218,28 @@ void check_arg(const char* kernel, const char* name, const Tensor& t, int device
            " must start on a 16-byte boundary for cuDNN (storage offset ", t.offset(), ")");
 }
 
+// An input cuDNN reads through strides: the head dim contiguous, every stride and the start
+// 16-byte aligned (what its fused engines load from).
+void check_strided_input(const char* kernel, const char* name, const Tensor& t, int device, DType dtype,
+                         const Shape& shape) {
+  cuda::check_on_device(kernel, name, t, device);
+  TS_CHECK(t.dtype() == dtype && t.shape() == shape, kernel, ": expected ", name, " ", dtype_name(dtype), " ", shape,
+           ", got ", dtype_name(t.dtype()), " ", t.shape());
+  const int64_t per_16_bytes = 16 / int64_t(dtype_size(dtype));
+  bool aligned = t.strides()[3] == 1 && reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+  for (int dim = 0; dim < 3; ++dim) aligned = aligned && t.strides()[size_t(dim)] % per_16_bytes == 0;
+  TS_CHECK(aligned, kernel, ": ", name, " ", t.shape(), " with strides ", t.strides(), " (storage offset ", t.offset(),
+           ") cannot be read by cuDNN: the head dim must be contiguous and the other strides and the start 16-byte "
+           "aligned; pass a contiguous copy");
+}
+
 // Checks q and k and reads the dimensions.
 Dims attention_dims(const char* kernel, const Tensor& q, const Tensor& k, int device) {
   cuda::check_on_device(kernel, "q", q, device);
   cuda::check_on_device(kernel, "k", k, device);
   TS_CHECK(q.dim() == 4, kernel, ": expected q [B, Tq, H, D], got ", q.shape());
   TS_CHECK(k.dim() == 4, kernel, ": expected k [B, Tk, KV, D], got ", k.shape());
-  Dims d{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3)};
+  Dims d{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3), {}};
   TS_CHECK(d.KV > 0 && d.H % d.KV == 0, kernel, ": query heads H = ", d.H,
            " must be a multiple of kv heads KV = ", d.KV, " (q ", q.shape(), ", k ", k.shape(), ")");
   TS_CHECK(d.Tq <= d.Tk, kernel, ": q ", q.shape(), " has more positions (Tq = ", d.Tq, ") than k ", k.shape(),
@@ -221,6 +249,18 @@ Dims attention_dims(const char* kernel, const Tensor& q, const Tensor& k, int de
   TS_CHECK(d.D % 8 == 0 && d.D <= 256, kernel, ": cuDNN fused attention runs head dims D that are multiples of 8 ",
            "up to 256 (verified against the CPU reference), got D = ", d.D, " (q ", q.shape(), ")");
   TS_CHECK(d.B > 0 && d.Tq > 0, kernel, ": empty attention, q ", q.shape());
+  return d;
+}
+
+// attention_dims, with q, k and v checked as strided inputs and their strides recorded.
+Dims input_dims(const char* kernel, const Tensor& q, const Tensor& k, const Tensor& v, int device) {
+  Dims d = attention_dims(kernel, q, k, device);
+  check_strided_input(kernel, "q", q, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
+  check_strided_input(kernel, "k", k, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  check_strided_input(kernel, "v", v, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  size_t i = 0;
+  for (const Tensor* t : {&q, &k, &v})
+    for (int dim = 0; dim < 3; ++dim) d.input_strides[i++] = t->strides()[size_t(dim)];
   return d;
 }
 
@@ -243,8 +283,9 @@ size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 }  // namespace
 
-// (B, Tq, Tk, H, KV, D, causal, dtype, backward) -> finalized plan.
-using PlanKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, DType, bool>;
+// (B, Tq, Tk, H, KV, D, input strides, causal, dtype, backward) -> finalized plan.
+using PlanKey =
+    std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, std::array<int64_t, 9>, bool, DType, bool>;
 
 struct CudnnAttention::State {
   int device;
@@ -270,7 +311,7 @@ struct CudnnAttention::State {
   }
 
   const OperationGraph& plan(const char* kernel, const Dims& d, bool causal, DType dtype, bool backward) {
-    PlanKey key{d.B, d.Tq, d.Tk, d.H, d.KV, d.D, causal, dtype, backward};
+    PlanKey key{d.B, d.Tq, d.Tk, d.H, d.KV, d.D, d.input_strides, causal, dtype, backward};
     auto it = plans.find(key);
     if (it != plans.end()) return *it->second;
     CudaDeviceGuard guard(device);
@@ -298,10 +339,7 @@ void CudnnAttention::forward(const Tensor& q, const Tensor& k, const Tensor& v, 
                              const Tensor& out, const Tensor& lse) {
   constexpr const char* kernel = "attention";
   const int device = state_->device;
-  const Dims d = attention_dims(kernel, q, k, device);
-  check_arg(kernel, "q", q, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
-  check_arg(kernel, "k", k, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
-  check_arg(kernel, "v", v, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  const Dims d = input_dims(kernel, q, k, v, device);
   check_arg(kernel, "out", out, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
   check_arg(kernel, "lse", lse, device, DType::F32, {d.B, d.H, d.Tq});
 
@@ -326,10 +364,7 @@ void CudnnAttention::backward(const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& dL_dk, const Tensor& dL_dv) {
   constexpr const char* kernel = "attention_backward";
   const int device = state_->device;
-  const Dims d = attention_dims(kernel, q, k, device);
-  check_arg(kernel, "q", q, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
-  check_arg(kernel, "k", k, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
-  check_arg(kernel, "v", v, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  const Dims d = input_dims(kernel, q, k, v, device);
   check_arg(kernel, "out", out, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
   check_arg(kernel, "lse", lse, device, DType::F32, {d.B, d.H, d.Tq});
   check_arg(kernel, "dL_dout", dL_dout, device, q.dtype(), {d.B, d.Tq, d.H, d.D});

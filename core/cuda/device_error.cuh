@@ -10,13 +10,13 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 
 #include "core/cuda/cuda_check.h"
+#include "core/cuda/deferred_checks.h"
 #include "core/tensor.h"
 
 namespace tessera::cuda {
-
-constexpr unsigned long long kNoBadIndex = ~0ull;  // the slot's value while nothing is reported
 
 __device__ __forceinline__ void report_bad_index(unsigned long long* slot, int64_t index) {
   atomicMin(slot, static_cast<unsigned long long>(index));
@@ -31,8 +31,19 @@ class DeviceIndexCheck {
 
   unsigned long long* slot() const { return static_cast<unsigned long long*>(slot_.data_ptr()); }
 
-  // Waits for the work queued so far; the smallest reported index, or -1 if none.
-  int64_t first_bad() const {
+  // Waits for the work queued so far; the smallest reported index, or -1 if none. While the
+  // stream is captured into a CUDA graph nothing can wait: the check goes to the capture
+  // (deferred_index_checks), which reads it after every replay and throws `what` for a bad
+  // index; -1 then.
+  int64_t first_bad(const std::string& what) const {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    TS_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capture));
+    if (capture == cudaStreamCaptureStatusActive) {
+      std::vector<DeferredIndexCheck>* checks = deferred_index_checks();
+      TS_CHECK(checks != nullptr, what, ": a device-side check inside a stream capture that is not a Tessera graph");
+      checks->push_back({slot_, what});
+      return -1;
+    }
     unsigned long long value = 0;
     TS_CUDA_CHECK(cudaMemcpyAsync(&value, slot(), sizeof(value), cudaMemcpyDeviceToHost, stream_));
     TS_CUDA_CHECK(cudaStreamSynchronize(stream_));

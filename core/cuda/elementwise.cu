@@ -254,7 +254,7 @@ void check_nonzero_divisor(const Tensor& b, Device device, cudaStream_t stream) 
   find_zero_kernel<<<strided_blocks(n), cuda::kElementwiseThreads, 0, stream>>>(static_cast<const T*>(b.data_ptr()),
                                                                                 map, n, check.slot());
   cuda::check_launch("find_zero_kernel", stream);
-  TS_CHECK(check.first_bad() < 0, "binary: integer division by zero");
+  TS_CHECK(check.first_bad("binary: integer division by zero") < 0, "binary: integer division by zero");
 }
 
 }  // namespace

@@ -227,7 +227,7 @@ void dispatch_ids(const char* op, DType dtype, Fn&& fn) {
 
 // Throws the CPU's error for the first bad id the check recorded, if any (waits for the stream).
 void throw_if_bad_id(const char* op, const cuda::DeviceIndexCheck& check, const Tensor& ids, int64_t vocab) {
-  int64_t position = check.first_bad();
+  int64_t position = check.first_bad(std::string(op) + ": a token id outside [0, V = " + std::to_string(vocab) + ")");
   if (position < 0) return;
   int64_t id = ids.flatten().narrow(0, position, 1).to_vector<int64_t>()[0];
   TS_CHECK(false, op, ": id ", id, " at position ", position, " is outside [0, V = ", vocab, ")");

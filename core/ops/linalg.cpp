@@ -97,20 +97,29 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return b.dim() == 2 ? matmul_folded(a, b) : matmul_batched(a, b);
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_defined("linear", x, "input");
-  check_defined("linear", weight, "weight");
-  check_same_dtype_device("linear", x, weight);
-  check_floating("linear", x);
-  check_dim("linear", weight, 2, "weight");
+namespace {
+
+void check_linear_args(std::string_view op, const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_defined(op, x, "input");
+  check_defined(op, weight, "weight");
+  check_same_dtype_device(op, x, weight);
+  check_floating(op, x);
+  check_dim(op, weight, 2, "weight");
   int64_t in = weight.size(1), out_features = weight.size(0);
-  TS_CHECK(x.dim() >= 1 && x.size(-1) == in, "linear: input ", x.shape(), " does not match weight ", weight.shape(),
+  TS_CHECK(x.dim() >= 1 && x.size(-1) == in, op, ": input ", x.shape(), " does not match weight ", weight.shape(),
            " (weight is [out, in], so the input's last dim must be ", in, ")");
   if (bias.defined()) {
-    check_same_dtype_device("linear", x, bias);
-    TS_CHECK(bias.dim() == 1 && bias.size(0) == out_features, "linear: bias must be [", out_features,
+    check_same_dtype_device(op, x, bias);
+    TS_CHECK(bias.dim() == 1 && bias.size(0) == out_features, op, ": bias must be [", out_features,
              "] for weight ", weight.shape(), ", got ", bias.shape());
   }
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_linear_args("linear", x, weight, bias);
+  int64_t in = weight.size(1), out_features = weight.size(0);
   int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
   Tensor x3 = x.detach().contiguous().view({1, rows, in});
   Tensor w3 = weight.detach().contiguous().view({1, out_features, in});
@@ -125,6 +134,41 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                  need[1] ? gemm_new(g3, x3, true, false).view({out_features, w3.size(2)}) : Tensor(),
                  need[2] ? bias_gradient(g3) : Tensor()};
   });
+}
+
+Tensor linear_of_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_linear_args("linear_of_gelu", x, weight, bias);
+  int64_t in = weight.size(1), out_features = weight.size(0);
+  int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
+  Tensor x3 = x.detach().contiguous().view({1, rows, in});
+  Tensor w3 = weight.detach().contiguous().view({1, out_features, in});
+  Backend& backend = backend_for(x.device());
+  Tensor y;
+  {
+    Tensor a3 = Tensor::empty(x3.shape(), x3.dtype(), x3.device());  // freed before the backward
+    backend.unary(UnaryOp::Gelu, x3, a3);
+    y = gemm_new(a3, w3, false, true, bias.defined() ? bias.detach().contiguous() : Tensor());
+  }
+  Shape out_shape = x.shape();
+  out_shape.back() = out_features;
+  return record_op("linear_of_gelu", {x, weight, bias}, y.view(out_shape),
+                   [x3, w3, x_shape = x.shape(), rows, out_features](const Grads& g, const Needs& need) {
+                     Backend& backend = backend_for(x3.device());
+                     Tensor g3 = g[0].contiguous().view({1, rows, out_features});
+                     Tensor dL_dx, dL_dw;
+                     if (need[0]) {
+                       Tensor dL_da = gemm_new(g3, w3, false, false);
+                       dL_dx = Tensor::empty(x3.shape(), x3.dtype(), x3.device());
+                       backend.unary_backward(UnaryOp::Gelu, x3, dL_da, dL_dx);
+                       dL_dx = dL_dx.view(x_shape);
+                     }
+                     if (need[1]) {
+                       Tensor a3 = Tensor::empty(x3.shape(), x3.dtype(), x3.device());
+                       backend.unary(UnaryOp::Gelu, x3, a3);
+                       dL_dw = gemm_new(g3, a3, true, false).view({out_features, w3.size(2)});
+                     }
+                     return Grads{dL_dx, dL_dw, need[2] ? bias_gradient(g3) : Tensor()};
+                   });
 }
 
 }  // namespace tessera

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "core/autograd/engine.h"
 #include "core/autograd/node.h"
 #include "core/backend.h"
 #include "core/ops/checks.h"
@@ -197,27 +198,28 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
   backend_for(logits.device()).cross_entropy(logits2, flat_targets, ignore, losses);
   losses = record_op("cross_entropy", {logits}, losses, [logits2, flat_targets, ignore, shape = logits.shape()](
                                                             const Grads& g, const Needs&) {
-    Tensor dL_dlogits = Tensor::empty(logits2.shape(), logits2.dtype(), logits2.device());
+    // The logits are usually held by this function alone (the output layer keeps its input,
+    // not its output): the gradient then overwrites them, saving a logits-sized buffer.
+    const bool overwrite = logits2.is_contiguous() && logits2.storage().use_count() == 1 &&
+                           !backward_keeps_saved_tensors();
+    Tensor dL_dlogits = overwrite ? logits2 : Tensor::empty(logits2.shape(), logits2.dtype(), logits2.device());
     backend_for(logits2.device()).cross_entropy_backward(logits2, flat_targets, ignore, g[0].contiguous(), dL_dlogits);
     return Grads{dL_dlogits.view(shape)};
   });
 
-  // Per-token weights: the loss mask (or 1) where the target is not ignored, else 0.
+  // Ignored targets already have loss 0 (and gradient 0); the mask weighs the rest. Sum and
+  // None stay on the device; Mean needs the count of tokens that count, which the host reads.
+  Tensor mask = options.loss_mask.defined() ? options.loss_mask.contiguous().view({n}).to(loss_dtype) : Tensor();
+  if (options.reduction != LossReduction::Mean) {
+    Tensor weighted = mask.defined() ? mul(losses, mask) : losses;
+    return options.reduction == LossReduction::Sum ? sum(weighted) : weighted.view(targets.shape());
+  }
   std::vector<int64_t> host_targets = flat_targets.to_vector<int64_t>();
-  std::vector<double> mask = options.loss_mask.defined() ? options.loss_mask.to_vector<double>()
-                                                         : std::vector<double>(static_cast<size_t>(n), 1.0);
+  std::vector<double> host_mask = mask.defined() ? mask.to_vector<double>() : std::vector<double>(size_t(n), 1.0);
   double counted = 0.0;
-  for (size_t i = 0; i < mask.size(); ++i) {
-    if (host_targets[i] == ignore) mask[i] = 0.0;
-    counted += mask[i];
-  }
-  Tensor weights = Tensor::from_vector(mask, {n}).to(loss_dtype).to(logits.device());
-  Tensor weighted = mul(losses, weights);
-  switch (options.reduction) {
-    case LossReduction::None: return weighted.view(targets.shape());
-    case LossReduction::Sum: return sum(weighted);
-    case LossReduction::Mean: break;
-  }
+  for (size_t i = 0; i < host_mask.size(); ++i)
+    if (host_targets[i] != ignore) counted += host_mask[i];
+  Tensor weighted = mask.defined() ? mul(losses, mask) : losses;
   // No token counts (a fully masked batch): the loss is 0 and so are its gradients.
   return scale(sum(weighted), counted > 0.0 ? 1.0 / counted : 0.0);
 }
@@ -256,7 +258,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
            " must be a multiple of key/value heads KV=", k.size(2));
   if (scale <= 0.0) scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
   int64_t b = q.size(0), t = q.size(1), h = q.size(2);
-  Tensor qc = q.detach().contiguous(), kc = k.detach().contiguous(), vc = v.detach().contiguous();
+  // Slices of a packed QKV projection go to the backend as they are where it reads strides.
+  const bool strided = backend_for(q.device()).attention_reads_strided_inputs();
+  auto input = [strided](const Tensor& x) { return strided && x.strides()[3] == 1 ? x.detach() : x.detach().contiguous(); };
+  Tensor qc = input(q), kc = input(k), vc = input(v);
   Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
   Tensor lse = Tensor::empty({b, h, t}, stats_dtype(q.dtype()), q.device());
   backend_for(q.device()).attention(qc, kc, vc, causal, scale, out, lse);

@@ -88,6 +88,8 @@ std::vector<OpCase> op_cases() {
       {"add_layer_norm_unused_residual_out", {{{2, 6}}, {{2, 6}}, {{6}}, {{6}}},
        [](V x) { return add_layer_norm(x[0], x[1], x[2], x[3]).first; }},
       {"softmax", {{{3, 5}}}, [](V x) { return softmax(x[0]); }},
+      {"linear_of_gelu", {{{2, 3, 4}}, {{5, 4}}, {{5}}}, [](V x) { return linear_of_gelu(x[0], x[1], x[2]); }},
+      {"linear_of_gelu_no_bias", {{{3, 4}}, {{2, 4}}}, [](V x) { return linear_of_gelu(x[0], x[1]); }},
       {"cross_entropy_mean_ignore_mask", {{{2, 3, 7}}}, [](V x) {
          CrossEntropyOptions options;
          options.ignore_index = -1;
@@ -103,6 +105,14 @@ std::vector<OpCase> op_cases() {
          CrossEntropyOptions options;
          options.reduction = LossReduction::None;
          return cross_entropy(x[0], ids({1, 3, 0, 2}, {4}), options);
+       }},
+      // Logits nobody else holds: the backward writes the gradient over them.
+      {"cross_entropy_sum_mask_over_computed_logits", {{{4, 3}}, {{3, 5}}}, [](V x) {
+         CrossEntropyOptions options;
+         options.reduction = LossReduction::Sum;
+         options.ignore_index = -1;
+         options.loss_mask = Tensor::from_vector(std::vector<double>{1, 0.25, 1, 0}, {4});
+         return cross_entropy(matmul(x[0], x[1]), ids({1, -1, 4, 0}, {4}), options);
        }},
       {"dropout", {{{4, 6}}}, [](V x) {
          Generator generator(7);  // same seed every call: the same mask in every evaluation
@@ -165,6 +175,23 @@ TEST_P(OpGradient, MatchesCentralFiniteDifferencesInF64) {
   std::printf("gradcheck %-32s max relative error %.2e\n", op.name.c_str(), result.max_relative_error);
   EXPECT_GT(result.max_abs_gradient, 0.0) << "a zero gradient checks nothing";
   EXPECT_LE(result.max_relative_error, 1e-6) << op.name;
+}
+
+// Cross-entropy's backward writes over logits only it holds; a pass that keeps the graph
+// must leave them for the next pass: two passes give twice one pass's gradients.
+TEST(CrossEntropyBackward, RetainedGraphGivesTheSameGradientTwice) {
+  Generator generator(5);
+  Tensor x = randn({4, 3}, generator, DType::F64);
+  x.set_requires_grad(true);
+  Tensor w = randn({3, 6}, generator, DType::F64);
+  CrossEntropyOptions options;
+  options.reduction = LossReduction::Sum;
+  Tensor loss = cross_entropy(matmul(x, w), ids({1, 5, 0, 2}, {4}), options);
+  loss.backward({}, /*retain_graph=*/true);
+  std::vector<double> once = x.grad().to_vector<double>();
+  loss.backward();
+  std::vector<double> twice = x.grad().to_vector<double>();
+  for (size_t i = 0; i < once.size(); ++i) EXPECT_NEAR(twice[i], 2.0 * once[i], 1e-12) << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(AllOps, OpGradient, ::testing::ValuesIn(op_cases()),

@@ -18,6 +18,7 @@
 #include "core/check.h"
 #include "core/cuda/cuda_backend.h"
 #include "core/cuda/cuda_check.h"
+#include "core/ops/ops.h"
 #include "core/ops/random_ops.h"
 #include "support/gpu.h"
 
@@ -242,6 +243,35 @@ TEST(GpuAttention, DecodeStepPlanCostPrint) {
   }
 }
 
+// q, k and v as slices of one packed [B, T, H, 3, D] projection (GPT-2's QKV layout) are read in
+// place through their strides; the output and the packed gradient equal those of contiguous
+// copies of the same slices.
+TEST(GpuAttention, PackedQkvSlicesMatchContiguousCopies) {
+  TS_REQUIRE_GPU();
+  Generator g(11);
+  const int64_t B = 2, T = 256, H = 4, D = 64;
+  Tensor packed_host = host_randn({B, T, H, 3, D}, g, DType::BF16);
+  Tensor dout_host = host_randn({B, T, H, D}, g, DType::BF16);
+  auto run = [&](bool copies) {
+    Tensor qkv = packed_host.to(kGpu);
+    qkv.set_requires_grad(true);
+    std::vector<Tensor> parts = split(qkv, {1, 1, 1}, 3);
+    std::vector<Tensor> qkv_parts;
+    for (const Tensor& part : parts) qkv_parts.push_back(copies ? part.squeeze(3).contiguous() : part.squeeze(3));
+    EXPECT_EQ(qkv_parts[1].is_contiguous(), copies);
+    Tensor out = scaled_dot_product_attention(qkv_parts[0], qkv_parts[1], qkv_parts[2], /*causal=*/true);
+    out.backward(dout_host.to(kGpu));
+    return std::make_pair(out.to(kCpu), qkv.grad().to(kCpu));
+  };
+  auto [out_packed, grad_packed] = run(false);
+  auto [out_copies, grad_copies] = run(true);
+  const double out_error = testing::relative_error(out_packed, out_copies);
+  const double grad_error = testing::relative_error(grad_packed, grad_copies);
+  std::printf("[attention] packed qkv slices vs contiguous copies: out %.2e, d(qkv) %.2e\n", out_error, grad_error);
+  EXPECT_LE(out_error, 1e-2);
+  EXPECT_LE(grad_error, 1e-2);
+}
+
 TEST(GpuAttention, RepeatedCallsReusePlansAndMemory) {
   TS_REQUIRE_GPU();
   const Case c{2, 256, 8, 2, 128, true};
@@ -283,9 +313,11 @@ TEST(GpuAttention, RejectsBadInputs) {
   EXPECT_THROW(gpu.attention(q, make({1, 16, 3, 64}), make({1, 16, 3, 64}), true, 0.125, out, lse), Error);
   // lse in the activations' dtype instead of f32.
   EXPECT_THROW(gpu.attention(q, k, v, true, 0.125, out, make({1, 4, 16})), Error);
-  // Mismatched v, non-contiguous q, host output, head dims not a multiple of 8 or above 256.
+  // Mismatched v, q with a strided head dim (strided T and head dims are read in place: see
+  // PackedQkvSlicesMatchContiguousCopies), host output, head dims not a multiple of 8 or above 256.
   EXPECT_THROW(gpu.attention(q, k, make({1, 16, 2, 32}), true, 0.125, out, lse), Error);
-  EXPECT_THROW(gpu.attention(make({1, 4, 16, 64}).transpose(1, 2), k, v, true, 0.125, out, lse), Error);
+  EXPECT_NO_THROW(gpu.attention(make({1, 4, 16, 64}).transpose(1, 2), k, v, true, 0.125, out, lse));
+  EXPECT_THROW(gpu.attention(make({1, 16, 64, 4}).transpose(2, 3), k, v, true, 0.125, out, lse), Error);
   EXPECT_THROW(gpu.attention(q, k, v, true, 0.125, make({1, 16, 4, 64}, DType::BF16, kCpu), lse), Error);
   EXPECT_THROW(gpu.attention(make({1, 16, 4, 12}), make({1, 16, 2, 12}), make({1, 16, 2, 12}), true, 0.125,
                              make({1, 16, 4, 12}), lse),
