@@ -56,7 +56,9 @@ void train_ranks(const TrainConfig& config, const LaunchContext& launch, Communi
   WatchdogOptions watch;
   watch.timeout = std::chrono::milliseconds(static_cast<int64_t>(config.distributed_timeout_minutes * 60'000.0));
   watch.dump_dir = std::filesystem::path(config.run_dir) / "flight_recorder";
-  watch.dump_on_sigterm = true;  // Slurm's time limit
+  // Slurm's time limit before training starts; during training the trainer's preemption handler
+  // (launcher/checkpoint_preemption.h) takes SIGTERM and saves a checkpoint instead of dumping.
+  watch.dump_on_sigterm = true;
   watch.abort = abort_mpi_job;
   Watchdog watchdog(recorder, watch);
   try {
