@@ -1,5 +1,6 @@
 #include "models/transformer_config.h"
 
+#include <algorithm>
 #include <functional>
 #include <map>
 
@@ -33,6 +34,22 @@ void TransformerConfig::validate() const {
   TS_CHECK(hidden_dropout >= 0.0 && hidden_dropout < 1.0, "model.hidden_dropout ", hidden_dropout,
            " must be in [0, 1)");
   TS_CHECK(init_method_std > 0.0, "model.init_method_std must be positive, got ", init_method_std);
+  lora.validate();
+}
+
+void LoraConfig::validate() const {
+  TS_CHECK(rank >= 0, "lora.rank must be >= 0 (0 turns LoRA off), got ", rank);
+  if (!enabled()) return;
+  TS_CHECK(alpha > 0.0, "lora.alpha must be positive, got ", alpha);
+  TS_CHECK(dropout >= 0.0 && dropout < 1.0, "lora.dropout ", dropout, " must be in [0, 1)");
+  TS_CHECK(!targets.empty(), "lora.targets is empty; name some of linear_qkv, linear_proj, linear_fc1, linear_fc2");
+  const std::vector<std::string> known = {"linear_qkv", "linear_proj", "linear_fc1", "linear_fc2"};
+  for (size_t i = 0; i < targets.size(); ++i) {
+    TS_CHECK(std::find(known.begin(), known.end(), targets[i]) != known.end(), "lora.targets: unknown target '",
+             targets[i], "'; the targets are linear_qkv, linear_proj, linear_fc1, linear_fc2");
+    TS_CHECK(std::find(targets.begin(), targets.begin() + long(i), targets[i]) == targets.begin() + long(i),
+             "lora.targets names '", targets[i], "' twice");
+  }
 }
 
 int64_t TransformerConfig::parameter_count() const {

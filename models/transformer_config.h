@@ -18,6 +18,21 @@ enum class Normalization : uint8_t { LayerNorm, RMSNorm };
 enum class Activation : uint8_t { Gelu, SwiGLU };
 enum class PositionEmbedding : uint8_t { Learned, Rope };
 
+// LoRA fine-tuning (models/lora.h; NeMo's peft options). rank 0: no adapters. With adapters
+// every base parameter is frozen (requires_grad false) and only the adapters train.
+struct LoraConfig {
+  int64_t rank = 0;      // NeMo's "dim"; 0 turns LoRA off
+  double alpha = 32.0;   // the adapters' term is scaled by alpha / rank
+  double dropout = 0.0;  // on each adapter's input
+  // Any of linear_qkv (the fused q/k/v projection: one adapter), linear_proj, linear_fc1 (SwiGLU:
+  // gate and up together), linear_fc2. NeMo's default: all four.
+  std::vector<std::string> targets = {"linear_qkv", "linear_proj", "linear_fc1", "linear_fc2"};
+
+  bool enabled() const { return rank > 0; }
+  // Throws naming the first bad field (negative rank, unknown target with the known ones, ...).
+  void validate() const;
+};
+
 struct TransformerConfig {
   std::string name;
   int64_t num_layers = 0;
@@ -38,6 +53,7 @@ struct TransformerConfig {
   bool tie_word_embeddings = true;
   double init_method_std = 0.02;
   double hidden_dropout = 0.0;
+  LoraConfig lora;  // off by default
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
   // The vocabulary padded to a multiple of make_vocab_size_divisible_by x tp_size (Megatron's

@@ -69,11 +69,26 @@ ColumnParallelLinear::ColumnParallelLinear(int64_t in_features, int64_t out_feat
 }
 
 Tensor ColumnParallelLinear::forward(const Tensor& x) const {
-  if (tp_ == nullptr) return linear(x, weight_, bias_);
-  Tensor x_full = options_.sequence_parallel ? gather_from_sequence_parallel(x, *tp_, options_.sequence_dim)
-                                             : copy_to_tensor_parallel(x, *tp_);
-  Tensor y = linear(x_full, weight_, bias_);
-  return options_.gather_output ? gather_from_tensor_parallel(y, *tp_) : y;
+  Tensor y;
+  if (tp_ == nullptr) {
+    y = linear(x, weight_, bias_);
+  } else {
+    Tensor x_full = options_.sequence_parallel ? gather_from_sequence_parallel(x, *tp_, options_.sequence_dim)
+                                               : copy_to_tensor_parallel(x, *tp_);
+    y = linear(x_full, weight_, bias_);
+  }
+  // The adapter takes x as it came (replicated or a sequence shard) and enters the tp region itself.
+  if (lora_ && lora_->active()) y = y + lora_->forward(x);
+  return tp_ != nullptr && options_.gather_output ? gather_from_tensor_parallel(y, *tp_) : y;
+}
+
+LoraAdapter& ColumnParallelLinear::attach_lora(Generator& init, Generator* dropout_generator,
+                                               LoraAdapterOptions options) {
+  TS_CHECK(lora_ == nullptr, "ColumnParallelLinear: attach_lora called twice on one layer");
+  lora_ = register_module(
+      "adapter", std::make_shared<LoraAdapter>(LoraPlacement::ColumnParallel, weight_, tp_, options_.sequence_parallel,
+                                               options_.sequence_dim, init, dropout_generator, options));
+  return *lora_;
 }
 
 RowParallelLinear::RowParallelLinear(int64_t in_features, int64_t out_features, Communicator* tp, Generator& generator,
@@ -100,13 +115,27 @@ Tensor RowParallelLinear::forward_with(const Tensor& x, bool gelu_first) const {
   auto product = [gelu_first](const Tensor& in, const Tensor& weight, const Tensor& bias) {
     return gelu_first ? linear_of_gelu(in, weight, bias) : linear(in, weight, bias);
   };
-  if (tp_ == nullptr) return product(x, weight_, bias_);
+  const bool adapted = lora_ && lora_->active();
+  if (tp_ == nullptr) {
+    Tensor y = product(x, weight_, bias_);
+    return adapted ? y + lora_->forward(gelu_first ? gelu(x) : x) : y;
+  }
   // GELU is elementwise: applying it to this rank's shard of the input is applying it to all.
   Tensor x_parallel = options_.input_is_parallel ? x : scatter_to_tensor_parallel(x, *tp_);
   Tensor partial = product(x_parallel, weight_, Tensor());
   Tensor y = options_.sequence_parallel ? reduce_scatter_to_sequence_parallel(partial, *tp_, options_.sequence_dim)
                                         : reduce_from_tensor_parallel(partial, *tp_);
+  // The adapter reduces its own [..., rank] partial product, so B sees the summed h.
+  if (adapted) y = y + lora_->forward(gelu_first ? gelu(x_parallel) : x_parallel);
   return bias_.defined() ? y + bias_ : y;
+}
+
+LoraAdapter& RowParallelLinear::attach_lora(Generator& init, Generator* dropout_generator, LoraAdapterOptions options) {
+  TS_CHECK(lora_ == nullptr, "RowParallelLinear: attach_lora called twice on one layer");
+  lora_ = register_module(
+      "adapter", std::make_shared<LoraAdapter>(LoraPlacement::RowParallel, weight_, tp_, options_.sequence_parallel,
+                                               options_.sequence_dim, init, dropout_generator, options));
+  return *lora_;
 }
 
 }  // namespace tessera

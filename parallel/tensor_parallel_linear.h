@@ -21,10 +21,16 @@
 // from the same generator state, and keeps its slice, so a tp run starts from the same
 // parameters as the single-rank run. Biases start at zero. Sizes that do not divide by
 // tp.size() and contradictory options are rejected in the constructor, before any communication.
+// LoRA (parallel/lora.h): attach_lora() registers an adapter under "adapter." whose term joins
+// the output (column: before any gather; row: after the reduction, with the bias); the layer's
+// own parameters are untouched (the caller freezes them).
 #pragma once
+
+#include <memory>
 
 #include "core/nn/layers.h"
 #include "core/random.h"
+#include "parallel/lora.h"
 
 namespace tessera {
 
@@ -56,10 +62,14 @@ class ColumnParallelLinear : public Module {
   Tensor forward(const Tensor& x) const;
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }
+  // Adds a LoRA adapter (once); its A is drawn from `init`, dropout from `dropout_generator`.
+  LoraAdapter& attach_lora(Generator& init, Generator* dropout_generator, LoraAdapterOptions options);
+  LoraAdapter* lora() const { return lora_.get(); }  // null without an adapter
 
  private:
   Communicator* tp_;
   ColumnParallelOptions options_;
+  std::shared_ptr<LoraAdapter> lora_;
   Tensor weight_;
   Tensor bias_;
 };
@@ -73,11 +83,15 @@ class RowParallelLinear : public Module {
   Tensor forward_of_gelu(const Tensor& x) const;
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }
+  // As ColumnParallelLinear::attach_lora. With forward_of_gelu the adapter sees gelu(x).
+  LoraAdapter& attach_lora(Generator& init, Generator* dropout_generator, LoraAdapterOptions options);
+  LoraAdapter* lora() const { return lora_.get(); }
 
  private:
   Tensor forward_with(const Tensor& x, bool gelu_first) const;
   Communicator* tp_;
   RowParallelOptions options_;
+  std::shared_ptr<LoraAdapter> lora_;
   Tensor weight_;
   Tensor bias_;
 };
