@@ -9,6 +9,7 @@
 #include "core/autograd/checkpoint.h"
 #include "core/autograd/grad_mode.h"
 #include "core/ops/ops.h"
+#include "models/lora.h"
 #include "parallel/communicator.h"
 #include "parallel/tp_mappings.h"
 
@@ -121,25 +122,33 @@ GptModel::GptModel(const TransformerConfig& config, uint64_t seed, ParamOptions 
              TransformerLayer::kInitDraws, "; update it");
     layers_.push_back(layer);
     for (const Tensor& p : layer->replicated_parameters()) replicated_parameters_.push_back(p);
+    // LoRA draws from its own stream (models/lora.h): the base weights stay the plain model's.
+    if (config_.lora.enabled()) {
+      for (const Tensor& p : attach_lora(*layer, i, config_.lora, seed, rng_, parallel_))
+        replicated_parameters_.push_back(p);
+    }
   }
-  if (!last_piece_) return;
-  if (parallel_.tp == nullptr && padded_vocab > config_.vocab_size) {
-    // Logits come from the whole padded table (a GEMM over V = 50257 columns ran 5x slower than
-    // over 50304 on an H100) with the padded columns pushed to -inf by the GEMM's bias epilogue:
-    // they take no probability mass, and their rows no gradient.
-    std::vector<float> mask(static_cast<size_t>(padded_vocab), 0.0f);
-    std::fill(mask.begin() + config_.vocab_size, mask.end(), -std::numeric_limits<float>::infinity());
-    padded_column_mask_ = Tensor::from_vector(mask, Shape{padded_vocab}).to(options.dtype).to(options.device);
+  if (last_piece_) {
+    if (parallel_.tp == nullptr && padded_vocab > config_.vocab_size) {
+      // Logits come from the whole padded table (a GEMM over V = 50257 columns ran 5x slower than
+      // over 50304 on an H100) with the padded columns pushed to -inf by the GEMM's bias epilogue:
+      // they take no probability mass, and their rows no gradient.
+      std::vector<float> mask(static_cast<size_t>(padded_vocab), 0.0f);
+      std::fill(mask.begin() + config_.vocab_size, mask.end(), -std::numeric_limits<float>::infinity());
+      padded_column_mask_ = Tensor::from_vector(mask, Shape{padded_vocab}).to(options.dtype).to(options.device);
+    }
+    final_norm_ = decoder->add("final_layernorm", std::make_shared<Norm>(config_, options));
+    for (const Tensor& p : final_norm_->parameters()) replicated_parameters_.push_back(p);
+    if (!config_.tie_word_embeddings) {
+      draw_from(layers_offset + uint64_t(config_.num_layers) * TransformerLayer::kInitDraws);
+      // Only its weight is used (see logits()), so its own sequence-parallel option stays off.
+      ColumnParallelOptions head{.bias = false, .init_std = config_.init_method_std, .param = options};
+      output_layer_ = register_module("output_layer", std::make_shared<ColumnParallelLinear>(
+                                                          config_.hidden_size, padded_vocab, parallel_.tp, init, head));
+    }
   }
-  final_norm_ = decoder->add("final_layernorm", std::make_shared<Norm>(config_, options));
-  for (const Tensor& p : final_norm_->parameters()) replicated_parameters_.push_back(p);
-  if (!config_.tie_word_embeddings) {
-    draw_from(layers_offset + uint64_t(config_.num_layers) * TransformerLayer::kInitDraws);
-    // Only its weight is used (see logits()), so its own sequence-parallel option stays off.
-    ColumnParallelOptions head{.bias = false, .init_std = config_.init_method_std, .param = options};
-    output_layer_ = register_module("output_layer", std::make_shared<ColumnParallelLinear>(
-                                                        config_.hidden_size, padded_vocab, parallel_.tp, init, head));
-  }
+  // With LoRA only the adapters train: the base gets no gradient, hence no optimizer state.
+  if (config_.lora.enabled()) freeze_base_parameters(*this);
 }
 
 const RopeTables* GptModel::cached_rope_tables(int64_t seq_len, Device device) const {
@@ -189,16 +198,37 @@ const Tensor& GptModel::cached_positions(int64_t t, Device device) const {
   return it->second;
 }
 
-ResidualStream GptModel::run_layers(const Tensor& input) const {
+Tensor GptModel::document_positions(const DocumentLengths& documents, Device device) {
+  std::vector<int64_t> positions;
+  for (const std::vector<int64_t>& row : documents)
+    for (int64_t length : row)
+      for (int64_t i = 0; i < length; ++i) positions.push_back(i);
+  const int64_t b = static_cast<int64_t>(documents.size());
+  return Tensor::from_vector(positions, {b, static_cast<int64_t>(positions.size()) / b}).to(device);
+}
+
+ResidualStream GptModel::run_layers(const Tensor& input, const DocumentLengths& documents) const {
   const int64_t t = sequence_length(input);
   const int tp = parallel_.tp_size();
+  if (!documents.empty()) check_document_lengths(documents, input.size(0), t);
+  // Rows of one document each take the ordinary path, untouched (no host work: the trainer
+  // captures it in a CUDA graph). The layers' recomputation may outlive the caller's batch: own a copy.
+  const bool packed = std::any_of(documents.begin(), documents.end(), [](const auto& row) { return row.size() > 1; });
+  const std::shared_ptr<const DocumentLengths> packed_documents =
+      packed ? std::make_shared<const DocumentLengths>(documents) : nullptr;
   Tensor h = input;
   if (first_piece_) {
     Tensor positions;
     if (position_embeddings_) {
       // With sequence parallelism the embedding output holds this rank's share of the positions.
-      positions = cached_positions(t, input.device());
-      if (parallel_.sequence_parallel) positions = positions.narrow(0, parallel_.tp_rank() * (t / tp), t / tp);
+      const int64_t shard = parallel_.sequence_parallel ? t / tp : t, start = parallel_.tp_rank() * shard;
+      if (packed) {
+        positions = document_positions(documents, input.device());
+        if (parallel_.sequence_parallel) positions = positions.narrow(1, start, shard).contiguous();
+      } else {
+        positions = cached_positions(t, input.device());
+        if (parallel_.sequence_parallel) positions = positions.narrow(0, start, shard);
+      }
     }
     fsdp_pre_forward({0});
     h = fsdp_post_forward({0}, {embed(input, positions)})[0];
@@ -213,12 +243,24 @@ ResidualStream GptModel::run_layers(const Tensor& input) const {
     const size_t unit = k + 1;
     fsdp_pre_forward({unit});
     if (!recompute_) {
-      stream = layer.forward(stream, rope, dropout_rng);
+      stream = layer.forward(stream, rope, dropout_rng, {}, packed_documents.get());
     } else {
       std::vector<Generator*> generators;
       if (dropout_rng) generators.push_back(dropout_rng);
-      auto region = [&layer, rope, dropout_rng](const std::vector<Tensor>& in) {
-        ResidualStream out = layer.forward({in[0], in[1]}, rope, dropout_rng);
+      // LoRA's adapter dropout draws from the default stream (and the model-parallel fork under
+      // tp): the recomputation must replay those draws too.
+      if (config_.lora.rank > 0 && config_.lora.dropout > 0.0 && is_training()) {
+        for (Generator* g : {&rng_.default_generator(), parallel_.tp ? &rng_.fork() : nullptr})
+          if (g && std::find(generators.begin(), generators.end(), g) == generators.end()) generators.push_back(g);
+      }
+      // Recomputation records only when an input requires grad; with a frozen base (LoRA) the
+      // stream out of the embedding does not, yet the adapters inside the region need it.
+      if (GradMode::is_enabled() && !stream.residual.requires_grad()) {
+        stream.residual = stream.residual.detach();
+        stream.residual.set_requires_grad(true);
+      }
+      auto region = [&layer, rope, dropout_rng, packed_documents](const std::vector<Tensor>& in) {
+        ResidualStream out = layer.forward({in[0], in[1]}, rope, dropout_rng, {}, packed_documents.get());
         return std::vector<Tensor>{out.residual, out.pending};
       };
       std::vector<Tensor> out = checkpoint(region, {stream.residual, stream.pending}, generators);
@@ -265,7 +307,7 @@ Tensor GptModel::forward(const Tensor& tokens) const {
   TS_CHECK(first_piece_ && last_piece_,
            "GptModel: forward(tokens) runs the whole model, but this is a pipeline piece; "
            "use forward_stage / stage_loss");
-  ResidualStream stream = run_layers(tokens);
+  ResidualStream stream = run_layers(tokens, {});
   fsdp_pre_forward(head_units());
   return fsdp_post_forward(head_units(), {full_logits(final_norm(stream))})[0];
 }
@@ -320,11 +362,11 @@ Tensor GptModel::loss(const LmBatch& batch, LossReduction reduction) const {
   return stage_loss(batch.tokens, batch, reduction);
 }
 
-Tensor GptModel::forward_stage(const Tensor& input) const {
+Tensor GptModel::forward_stage(const Tensor& input, const DocumentLengths& documents) const {
   TS_CHECK(!last_piece_,
            "GptModel: forward_stage runs a pipeline piece that is not the last; this piece holds the "
            "final norm and output layer, so call stage_loss");
-  ResidualStream stream = run_layers(input);
+  ResidualStream stream = run_layers(input, documents);
   // The next piece starts a fresh stream: pass one tensor, residual and pending summed.
   return stream.pending.defined() ? add(stream.pending, stream.residual) : stream.residual;
 }
@@ -336,7 +378,7 @@ Tensor GptModel::stage_loss(const Tensor& input, const LmBatch& batch, LossReduc
   CrossEntropyOptions options;
   options.loss_mask = batch.loss_mask;
   options.reduction = reduction;
-  ResidualStream stream = run_layers(input);
+  ResidualStream stream = run_layers(input, batch.document_lengths);
   fsdp_pre_forward(head_units());
   Tensor logits_or_shard = logits(final_norm(stream));
   Tensor loss = parallel_.tp == nullptr ? cross_entropy(logits_or_shard, batch.labels, options)

@@ -13,6 +13,9 @@
 //   output_layer.weight                          [Vp, C]  (untied only)
 // (biases only with add_bias_linear / LayerNorm). Logits cover the real vocabulary only: the
 // padded rows of the tables never receive probability mass or gradient.
+// LoRA (config.lora.rank > 0, models/lora.h): each target linear gains
+// <target>.adapter.linear_in.weight and .linear_out.weight, and every other parameter is
+// frozen (requires_grad false); the adapters' replicated factors join the replicated list.
 // Inference can keep a KV cache (models/kv_cache.h): forward(tokens, cache) runs only the new
 // tokens, at the positions that follow each row's cached ones.
 //
@@ -63,6 +66,11 @@ struct LmBatch {
   Tensor tokens;     // [B, T] i64
   Tensor labels;     // [B, T] i64 (tokens shifted by one); ignore_index where nothing to predict
   Tensor loss_mask;  // [B, T] f32, or undefined (all ones)
+  // Packing (host-side): per row, the lengths of the documents (conversations) it holds back to
+  // back, summing to T. Each document attends causally within itself only and its positions
+  // restart at 0 (learned position embeddings and RoPE). Empty: one document per row (the
+  // ordinary path, no extra work). Every pipeline stage's layers read it.
+  DocumentLengths document_lengths = {};
 };
 
 class GptModel : public Module {
@@ -96,7 +104,8 @@ class GptModel : public Module {
   // piece's output. forward_stage (every piece but the last): the hidden states after this
   // piece's layers, [B, T, C] ([B, T/tp, C], this rank's sequence shard, with sequence
   // parallelism). stage_loss (the last piece): loss() of batch's labels and mask, from `input`.
-  Tensor forward_stage(const Tensor& input) const;
+  // documents: the micro-batch's LmBatch::document_lengths (stage_loss reads batch's).
+  Tensor forward_stage(const Tensor& input, const DocumentLengths& documents = {}) const;
   Tensor stage_loss(const Tensor& input, const LmBatch& batch, LossReduction reduction = LossReduction::Mean) const;
   // Tied embeddings under pp: sums the word embedding table's gradient over `embedding_group`
   // (this tp rank's first and last pp rank, which hold the two copies; Megatron's embedding
@@ -142,8 +151,9 @@ class GptModel : public Module {
   std::vector<size_t> head_units() const;  // the head, then unit 0 where the table is tied
   // Token embeddings plus, for learned positions, those of `positions` ([T] or [B, T]).
   Tensor embed(const Tensor& tokens, const Tensor& positions) const;
-  // Embedding (first piece) and this piece's layers on a piece's input.
-  ResidualStream run_layers(const Tensor& input) const;
+  // Embedding (first piece) and this piece's layers on a piece's input, packed rows
+  // (LmBatch::document_lengths) attending within their documents.
+  ResidualStream run_layers(const Tensor& input, const DocumentLengths& documents) const;
   // The full sequence length T of a piece's input (tokens, or hidden states, sequence-sharded
   // under sequence parallelism), checked against the model's limits.
   int64_t sequence_length(const Tensor& input) const;
@@ -159,6 +169,8 @@ class GptModel : public Module {
   // 0..t-1 (i64) on `device`, made once per (t, device): a host upload inside every forward
   // would synchronize the stream, which a captured CUDA graph cannot hold.
   const Tensor& cached_positions(int64_t t, Device device) const;
+  // Packed rows' positions [B, T] (i64 on `device`), restarting at 0 with each document.
+  static Tensor document_positions(const DocumentLengths& documents, Device device);
 
   TransformerConfig config_;
   ModelParallelism parallel_;

@@ -79,13 +79,15 @@ Tensor GptPipelineStage::forward(int c, int64_t index, const Tensor& input) {
     // Virtual stage 0 reads its micro-batch itself; the executor passes nothing.
     const LmBatch& batch = micro_batch(index);
     return model.has_head() ? model.stage_loss(batch.tokens, batch, stage_options_.reduction)
-                            : model.forward_stage(batch.tokens);
+                            : model.forward_stage(batch.tokens, batch.document_lengths);
   }
   TS_CHECK(input.defined() && input.shape() == activation_shape(), "GptPipelineStage: chunk ", c,
            " expects the previous stage's hidden states ", activation_shape(), ", got ",
            input.defined() ? input.shape() : Shape{});
-  return model.has_head() ? model.stage_loss(input, micro_batch(index), stage_options_.reduction)
-                          : model.forward_stage(input);
+  if (model.has_head()) return model.stage_loss(input, micro_batch(index), stage_options_.reduction);
+  // A middle chunk needs only packed rows' document lengths: none where no micro-batches were set.
+  const bool has_batch = index >= 0 && index < static_cast<int64_t>(micro_batches_.size());
+  return model.forward_stage(input, has_batch ? micro_batch(index).document_lengths : DocumentLengths{});
 }
 
 Shape GptPipelineStage::activation_shape() const {

@@ -7,7 +7,8 @@
 // sequence shard, with sequence parallelism).
 //
 // Per step: set_micro_batches(...) on every rank holding the first or the last virtual stage
-// (others may too; they ignore the data), zero the gradients, run the schedule (forward(chunk,
+// (others may too: they read only packed rows' LmBatch::document_lengths, which every stage's
+// attention needs, so with packing set them on every rank), zero the gradients, run the schedule (forward(chunk,
 // micro_batch, input) from the executor), then finalize_grads() before the optimizer step.
 // The loss of a micro-batch is its `reduction` over its tokens (Mean by default; with Sum, set
 // the executor's loss_grad_scale to 1 / the step's token count for the step's mean).

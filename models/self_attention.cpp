@@ -6,6 +6,21 @@
 
 namespace tessera {
 
+void check_document_lengths(const DocumentLengths& documents, int64_t batch, int64_t seq_length) {
+  TS_CHECK(static_cast<int64_t>(documents.size()) == batch, "document_lengths has ", documents.size(),
+           " rows but the batch has ", batch, "; give one list of lengths per row (or none for unpacked rows)");
+  for (size_t row = 0; row < documents.size(); ++row) {
+    int64_t sum = 0;
+    for (int64_t length : documents[row]) {
+      TS_CHECK(length > 0, "document_lengths row ", row, " holds a length ", length,
+               "; every document needs >= 1 token");
+      sum += length;
+    }
+    TS_CHECK(sum == seq_length, "document_lengths row ", row, " sums to ", sum, " but the sequence length is ",
+             seq_length, "; the lengths must cover the row (count the padding as a last document)");
+  }
+}
+
 SelfAttention::SelfAttention(const TransformerConfig& config, Generator& generator, ParamOptions options,
                              const ModelParallelism& parallel)
     : heads_(config.num_attention_heads / parallel.tp_size()),
@@ -43,11 +58,17 @@ std::array<Tensor, 3> SelfAttention::project(const Tensor& x) const {
           parts[2].reshape({b, t, groups_, head_dim_})};
 }
 
-Tensor SelfAttention::forward(const Tensor& x, const RopeTables* rope_tables, LayerCache cache) const {
+Tensor SelfAttention::forward(const Tensor& x, const RopeTables* rope_tables, LayerCache cache,
+                              const DocumentLengths* documents) const {
+  const bool packed = documents != nullptr && !documents->empty();
+  TS_CHECK(!packed || cache.cache == nullptr,
+           "SelfAttention: packed documents and a KV cache do not combine; decode one document per row");
   auto [q, k, v] = project(x);
   Tensor attended;
   if (cache.cache != nullptr) {
     attended = attend_with_cache(q, k, v, rope_tables, cache);
+  } else if (packed) {
+    attended = attend_documents(q, k, v, rope_tables, *documents);
   } else {
     if (rope_tables) {
       q = rope(q, rope_tables->cos, rope_tables->sin);
@@ -80,6 +101,34 @@ Tensor SelfAttention::attend_with_cache(const Tensor& q, const Tensor& k, const 
     rows.push_back(scaled_dot_product_attention(q_row, keys, values, /*causal=*/true));
   }
   return cat(rows, 0);
+}
+
+Tensor SelfAttention::attend_documents(const Tensor& q, const Tensor& k, const Tensor& v, const RopeTables* rope_tables,
+                                       const DocumentLengths& documents) const {
+  const int64_t b = q.size(0);
+  check_document_lengths(documents, b, q.size(1));
+  // split, not narrow: one autograd node per split whose backward concatenates the pieces'
+  // gradients, where each narrow would scatter into a zero tensor of the whole input.
+  const std::vector<int64_t> ones(static_cast<size_t>(b), 1);
+  const std::vector<Tensor> q_rows = split(q, ones, 0), k_rows = split(k, ones, 0), v_rows = split(v, ones, 0);
+  std::vector<Tensor> rows;
+  for (size_t row = 0; row < q_rows.size(); ++row) {
+    const std::vector<int64_t>& lengths = documents[row];
+    std::vector<Tensor> q_docs = split(q_rows[row], lengths, 1), k_docs = split(k_rows[row], lengths, 1);
+    const std::vector<Tensor> v_docs = split(v_rows[row], lengths, 1);
+    std::vector<Tensor> segments;
+    for (size_t doc = 0; doc < lengths.size(); ++doc) {
+      if (rope_tables) {
+        // Each document's positions restart at 0: the tables' first `length` rows.
+        Tensor cos = rope_tables->cos.narrow(0, 0, lengths[doc]), sin = rope_tables->sin.narrow(0, 0, lengths[doc]);
+        q_docs[doc] = rope(q_docs[doc], cos, sin);
+        k_docs[doc] = rope(k_docs[doc], cos, sin);
+      }
+      segments.push_back(scaled_dot_product_attention(q_docs[doc], k_docs[doc], v_docs[doc], /*causal=*/true));
+    }
+    rows.push_back(segments.size() == 1 ? segments[0] : cat(segments, 1));
+  }
+  return rows.size() == 1 ? rows[0] : cat(rows, 0);
 }
 
 }  // namespace tessera

@@ -12,6 +12,10 @@
 // With a KV cache (inference), x holds the next T tokens of each cached row: their keys and
 // values join the row's cached ones and the queries attend to all of them (bottom-right
 // aligned, see core/backend.h), one row at a time since rows hold different lengths.
+// Packed sequences (DocumentLengths): a row holds several documents back to back; each attends
+// causally within itself only, with RoPE positions restarting at 0. Attention then runs per
+// document segment (q/k/v split along T, views), on any backend, and the segments' outputs are
+// concatenated back in place.
 #pragma once
 
 #include <array>
@@ -25,6 +29,13 @@
 #include "parallel/tensor_parallel_linear.h"
 
 namespace tessera {
+
+// Per row of a batch, the lengths of the documents it holds, in order, summing to T (padding at
+// the end counts as a document of its own or as part of the last one). Empty: one document
+// per row.
+using DocumentLengths = std::vector<std::vector<int64_t>>;
+// Throws unless `documents` has `batch` rows of positive lengths, each summing to `seq_length`.
+void check_document_lengths(const DocumentLengths& documents, int64_t batch, int64_t seq_length);
 
 struct RopeTables {
   Tensor cos;  // [T, D/2]
@@ -43,8 +54,11 @@ class SelfAttention : public Module {
                 const ModelParallelism& parallel = {});
   // x [B, T, C] ([B, T/tp, C] with sequence parallelism) -> the same shape. rope: the tables
   // for the whole sequence (with a cache: for its whole capacity, rows indexed by position),
-  // or empty for learned positions. A cache holds this rank's key/value heads.
-  Tensor forward(const Tensor& x, const RopeTables* rope_tables, LayerCache cache = {}) const;
+  // or empty for learned positions. A cache holds this rank's key/value heads. documents: the
+  // packed rows' document lengths over the whole sequence (null or empty: one document per row,
+  // the ordinary path); not with a cache.
+  Tensor forward(const Tensor& x, const RopeTables* rope_tables, LayerCache cache = {},
+                 const DocumentLengths* documents = nullptr) const;
   // Parameters every tp rank holds whole (linear_proj.bias).
   std::vector<Tensor> replicated_parameters() const;
 
@@ -54,6 +68,9 @@ class SelfAttention : public Module {
   // Each row's attention over its cached keys and values plus the new ones, [B, T, H, D].
   Tensor attend_with_cache(const Tensor& q, const Tensor& k, const Tensor& v, const RopeTables* rope_tables,
                            LayerCache cache) const;
+  // Causal attention (after RoPE from position 0) within each document of each row, [B, T, H, D].
+  Tensor attend_documents(const Tensor& q, const Tensor& k, const Tensor& v, const RopeTables* rope_tables,
+                          const DocumentLengths& documents) const;
 
   int64_t heads_, groups_, head_dim_;  // heads and groups of this rank
   std::shared_ptr<ColumnParallelLinear> qkv_;

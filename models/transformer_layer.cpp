@@ -29,7 +29,8 @@ Tensor TransformerLayer::maybe_dropout(const Tensor& x, Generator* generator) co
 }
 
 ResidualStream TransformerLayer::forward(const ResidualStream& in, const RopeTables* rope_tables,
-                                         Generator* dropout_generator, LayerCache cache) const {
+                                         Generator* dropout_generator, LayerCache cache,
+                                         const DocumentLengths* documents) const {
   Tensor x, residual;
   if (in.pending.defined()) {
     std::tie(x, residual) = input_norm_->add_forward(in.pending, in.residual);
@@ -37,7 +38,7 @@ ResidualStream TransformerLayer::forward(const ResidualStream& in, const RopeTab
     residual = in.residual;
     x = input_norm_->forward(residual);
   }
-  Tensor attended = maybe_dropout(attention_->forward(x, rope_tables, cache), dropout_generator);
+  Tensor attended = maybe_dropout(attention_->forward(x, rope_tables, cache, documents), dropout_generator);
   auto [x2, residual2] = pre_mlp_norm_->add_forward(attended, residual);
   return {residual2, maybe_dropout(mlp_->forward(x2), dropout_generator)};
 }

@@ -31,8 +31,9 @@ class TransformerLayer : public Module {
   static constexpr uint64_t kInitDraws = 4;
   // dropout_generator may be null when hidden_dropout is 0 or in eval mode. cache: this
   // layer's slot in a KV cache when decoding (see SelfAttention), empty when training.
+  // documents: packed rows' document lengths (SelfAttention), null for one document per row.
   ResidualStream forward(const ResidualStream& in, const RopeTables* rope_tables, Generator* dropout_generator,
-                         LayerCache cache = {}) const;
+                         LayerCache cache = {}, const DocumentLengths* documents = nullptr) const;
   // Parameters every tp rank holds whole: the norms' and the row-parallel biases.
   std::vector<Tensor> replicated_parameters() const;
 
