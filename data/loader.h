@@ -11,9 +11,15 @@
 //
 // Rows hold sequence_length + 1 tokens of a sample: tokens are its first L, labels its last L
 // (row-major [micro_batch_size, L] int64, ready for Tensor::from_vector).
+//
+// The same loader serves SFT rows (data/sft_dataset.h), in the same order and with the same
+// resume rule: each row brings its own labels (-100 where ignored), its loss mask (aligned with
+// labels) and its document lengths (packed conversations; positions and attention restart at
+// each). Pretraining batches leave loss_mask and document_lengths empty.
 #pragma once
 
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <exception>
@@ -27,6 +33,8 @@
 
 namespace tessera {
 
+class SftDataset;  // data/sft_dataset.h
+
 struct DataLoaderOptions {
   int64_t micro_batch_size = 1;
   int64_t data_parallel_rank = 0;
@@ -38,8 +46,12 @@ struct DataLoaderOptions {
 struct MicroBatch {
   int64_t rows = 0;
   int64_t sequence_length = 0;
-  std::vector<int64_t> tokens;          // [rows, sequence_length]
-  std::vector<int64_t> labels;          // [rows, sequence_length]: tokens shifted by one
+  std::vector<int64_t> tokens;   // [rows, sequence_length]
+  std::vector<int64_t> labels;   // [rows, sequence_length]: tokens shifted by one
+  std::vector<float> loss_mask;  // [rows, sequence_length] aligned with labels; empty: all ones
+  // Per row, the lengths of its documents in order, summing to sequence_length; empty: each
+  // row is one document (pretraining, where attention crosses document boundaries).
+  std::vector<std::vector<int64_t>> document_lengths;
   std::vector<int64_t> sample_indices;  // dataset index of each row
   int64_t consumed_samples = 0;         // global count once every rank has taken this micro-batch
 };
@@ -47,6 +59,10 @@ struct MicroBatch {
 class DataLoader {
  public:
   DataLoader(std::shared_ptr<const TokenSampleDataset> dataset, const DataLoaderOptions& options);
+  DataLoader(std::shared_ptr<const SftDataset> dataset, const DataLoaderOptions& options);
+  // A null dataset (of either kind) is refused; this overload keeps `DataLoader(nullptr, ...)` unambiguous.
+  DataLoader(std::nullptr_t, const DataLoaderOptions& options)
+      : DataLoader(std::shared_ptr<const TokenSampleDataset>(), options) {}
   ~DataLoader();  // stops and joins the prefetch thread
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
@@ -60,10 +76,14 @@ class DataLoader {
   int64_t remaining_micro_batches() const;
 
  private:
+  void start();  // checks the options, starts the prefetch thread
+  int64_t dataset_size() const;
   MicroBatch read_micro_batch(int64_t global_start) const;
+  void append_row(int64_t index, MicroBatch& batch) const;
   void prefetch_loop();
 
-  std::shared_ptr<const TokenSampleDataset> dataset_;
+  std::shared_ptr<const TokenSampleDataset> dataset_;  // one of these two is set
+  std::shared_ptr<const SftDataset> sft_dataset_;
   DataLoaderOptions options_;
   int64_t consumed_samples_;
 

@@ -65,8 +65,14 @@ const std::vector<KeySpec>& config_schema() {
        "a collective unfinished after this long is a hang: the watchdog names it, dumps every rank's flight "
        "recorder into RUN_DIR/flight_recorder (read it with `tessera doctor hang RUN_DIR`) and ends the job", 0.0},
       // data
-      {"data", "data_path", K::StringList, "", "indexed datasets: [prefix] or [weight, prefix, weight, prefix, ...]",
-       {}, {}, {}, true},
+      {"data", "data_path", K::StringList, "",
+       "indexed datasets: [prefix] or [weight, prefix, weight, prefix, ...] (needed unless data.sft_train_path)"},
+      {"data", "sft_train_path", K::StringList, "",
+       "SFT: chat JSONL files ({\"messages\": [...]} or {\"prompt\", \"response\"}) instead of data_path"},
+      {"data", "sft_valid_path", K::StringList, "", "SFT: validation chat JSONL files"},
+      {"data", "chat_template", K::String, "gpt2", "SFT: chat template family", {}, {}, {"gpt2", "llama3"}},
+      {"data", "sft_packing", K::String, "first_fit", "SFT: how conversations fill rows", {}, {}, {"first_fit", "sequential"}},
+      {"data", "sft_overflow", K::String, "skip", "SFT: a conversation longer than seq_length", {}, {}, {"skip", "truncate"}},
       {"data", "split", K::String, "969,30,1", "train,valid,test proportions"},
       {"data", "tokenizer_type", K::String, "GPT2BPETokenizer", "tokenizer family", {}, {},
        {"GPT2BPETokenizer", "HuggingFaceTokenizer"}},

@@ -2,6 +2,7 @@
 //   tessera info        build configuration and visible GPUs
 //   tessera toy-train   train an MLP on the two-spirals task on CPU (end-to-end smoke run)
 //   tessera preprocess  tokenize text/JSONL into a Megatron .bin/.idx indexed dataset
+//   tessera sft-dump    show packed SFT rows of chat JSONL with the loss mask visible
 //   tessera train       pretrain a model from a recipe YAML (one process, or every rank of
 //                       mpirun / srun; MPI is initialised for this subcommand only)
 //   tessera generate    sample text from a checkpoint (KV cache, temperature/top-k/top-p)
@@ -28,6 +29,7 @@
 #include "launcher/launch_command.h"
 #include "launcher/logits_command.h"
 #include "launcher/preprocess_command.h"
+#include "launcher/sft_dump_command.h"
 #include "launcher/toy_train.h"
 #include "launcher/train_command.h"
 #include "parallel/mpi_runtime.h"
@@ -72,6 +74,8 @@ int main(int argc, char** argv) {
   toy_train->add_option("--seed", toy.seed, "random seed");
   tessera::PreprocessCommandOptions preprocess_options;
   CLI::App* preprocess = tessera::add_preprocess_subcommand(app, preprocess_options);
+  tessera::SftDumpCommandOptions sft_dump_options;
+  CLI::App* sft_dump = tessera::add_sft_dump_subcommand(app, sft_dump_options);
   tessera::TrainCommandOptions train_options;
   CLI::App* train = tessera::add_train_subcommand(app, train_options);
   tessera::GenerateCommandOptions generate_options;
@@ -93,6 +97,7 @@ int main(int argc, char** argv) {
     if (*info) return run_info();
     if (*toy_train) return run_toy_train(toy);
     if (*preprocess) return tessera::run_preprocess_command(preprocess_options);
+    if (*sft_dump) return tessera::run_sft_dump_command(sft_dump_options);
     if (*train) {
       tessera::MpiRuntime runtime(&argc, &argv);  // a process started without mpirun is a singleton world
       return tessera::run_train_command(train_options, runtime);

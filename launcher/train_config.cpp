@@ -181,6 +181,30 @@ void check_data_paths(const Recipe& r, const std::vector<std::string>& words) {
   }
 }
 
+void sft_data_from(const Recipe& r, TrainConfig& c) {
+  SftDataConfig& sft = c.sft;
+  if (r.has("data.sft_train_path")) sft.train_paths = r.get_list("data.sft_train_path");
+  if (r.has("data.sft_valid_path")) sft.valid_paths = r.get_list("data.sft_valid_path");
+  if (!sft.enabled()) return;
+  TS_CHECK(c.data_path.empty(), r.origin("data.sft_train_path"),
+           ": data.sft_train_path and data.data_path are both set; an SFT run reads chat JSONL only, so drop one");
+  for (const std::vector<std::string>* files : {&sft.train_paths, &sft.valid_paths})
+    for (const std::string& file : *files)
+      TS_CHECK(std::filesystem::exists(file), r.origin(files == &sft.train_paths ? "data.sft_train_path"
+                                                                                 : "data.sft_valid_path"),
+               ": ", file, " does not exist (scripts/make_arithmetic_chat.py writes example chat JSONL)");
+  sft.chat_template = r.get_string("data.chat_template");
+  sft.packing = r.get_string("data.sft_packing");
+  sft.overflow = r.get_string("data.sft_overflow");
+  sft.tokenizer_model = r.get_string("data.tokenizer_model");
+  sft.vocab_file = r.get_string("data.vocab_file");
+  sft.merge_file = r.get_string("data.merge_file");
+  TS_CHECK(!sft.tokenizer_model.empty() || (!sft.vocab_file.empty() && !sft.merge_file.empty()),
+           r.origin("data.sft_train_path"),
+           ": an SFT run tokenizes its chat JSONL, so it needs the tokenizer: set data.tokenizer_model (tokenizer.json "
+           "or a folder) or data.vocab_file and data.merge_file");
+}
+
 Device device_from(const Recipe& r, const LaunchContext& launch) {
   std::string name = r.get_string("train.device");
   int gpus = cuda_device_count();
@@ -215,8 +239,14 @@ TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launc
   TrainConfig c;
   c.model = model_config_from_recipe(r);
   c.recompute = r.get_string("model.recompute_granularity") == "full";
-  c.data_path = r.get_list("data.data_path");
-  check_data_paths(r, c.data_path);
+  if (r.has("data.data_path")) c.data_path = r.get_list("data.data_path");
+  sft_data_from(r, c);
+  if (!c.sft.enabled()) {
+    TS_CHECK(!c.data_path.empty(), r.origin("data.data_path"),
+             ": data.data_path is required (indexed datasets from `tessera preprocess`), or data.sft_train_path for "
+             "chat JSONL");
+    check_data_paths(r, c.data_path);
+  }
   c.split = r.get_string("data.split");
   c.seq_length = r.get_int("data.seq_length");
   TS_CHECK(c.seq_length <= c.model.max_position_embeddings, r.origin("data.seq_length"), ": data.seq_length ",
@@ -259,6 +289,14 @@ TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launc
   c.device = device_from(r, launch);
   c.cuda_graph = r.get_bool("train.cuda_graph");
   check_cuda_graph(r, c);
+  // Packed SFT rows change their document layout every step (a graph replays one) and weigh the
+  // loss by the step's trained tokens (the pipeline schedule fixes the weight up front).
+  TS_CHECK(!c.sft.enabled() || !c.cuda_graph, r.origin("train.cuda_graph"),
+           ": train.cuda_graph = true with SFT data (data.sft_train_path) is not supported: packed rows change "
+           "shape every step; set train.cuda_graph: false");
+  TS_CHECK(!c.sft.enabled() || c.layout.pp == 1, r.origin("data.sft_train_path"),
+           ": SFT data with pipeline parallelism is not supported yet (the loss weight per trained token is set per "
+           "step); use parallel.pipeline_model_parallel_size: 1");
   // The fp16 loss scaler decides to skip a step from this rank's gradients alone; tp ranks hold
   // different shards, so they could disagree.
   TS_CHECK(c.precision != Precision::FP16 || c.layout.tp == 1, r.origin("train.precision"),

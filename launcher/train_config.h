@@ -24,11 +24,24 @@ namespace tessera {
 
 enum class Precision { BF16, FP16, FP32 };
 
+// Supervised fine-tuning data (data.sft_*): chat JSONL rendered with a chat template, packed
+// into rows with a loss mask and document lengths (data/sft_dataset.h), tokenized with the
+// recipe's tokenizer.
+struct SftDataConfig {
+  std::vector<std::string> train_paths, valid_paths;
+  std::string chat_template = "gpt2";
+  std::string packing = "first_fit";
+  std::string overflow = "skip";
+  std::string tokenizer_model, vocab_file, merge_file;  // the recipe's tokenizer
+  bool enabled() const { return !train_paths.empty(); }
+};
+
 struct TrainConfig {
   TransformerConfig model;
   bool recompute = false;
 
   std::vector<std::string> data_path;  // Megatron --data-path words: PREFIX or WEIGHT PREFIX ...
+  SftDataConfig sft;                   // instead of data_path when sft.enabled()
   std::string split = "969,30,1";
   int64_t seq_length = 1024;
   int64_t num_workers = 2;

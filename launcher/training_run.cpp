@@ -12,6 +12,7 @@
 #include "core/ops/ops.h"
 #include "launcher/checkpoint_directory.h"
 #include "launcher/checkpoint_preemption.h"
+#include "launcher/sft_data.h"
 #include "optim/grad_norm.h"
 
 namespace tessera::training {
@@ -23,7 +24,10 @@ DType parameter_dtype(const TrainConfig& c) {
 
 LmBatch to_device(const MicroBatch& mb, Device device) {
   Shape shape{mb.rows, mb.sequence_length};
-  return {Tensor::from_vector(mb.tokens, shape).to(device), Tensor::from_vector(mb.labels, shape).to(device), Tensor()};
+  LmBatch batch{Tensor::from_vector(mb.tokens, shape).to(device), Tensor::from_vector(mb.labels, shape).to(device),
+                mb.loss_mask.empty() ? Tensor() : Tensor::from_vector(mb.loss_mask, shape).to(device)};
+  batch.document_lengths = mb.document_lengths;
+  return batch;
 }
 
 void zero_grads(const std::vector<Tensor>& parameters) {
@@ -266,16 +270,24 @@ TrainResult TrainingRun::run(int64_t last_step) {
     }
     return std::move(result_);
   }
-  if (role_.groups) {
-    // Global rank 0 builds and caches the sample indices first; the others then load its cache
-    // instead of each building the same files (Megatron's order).
-    if (role_.logs) datasets_ = build_datasets(c_);
-    barrier_over_every_rank(*role_.groups);
-    if (!role_.logs) datasets_ = build_datasets(c_);
+  if (c_.sft.enabled()) {
+    // Every rank renders and packs the same conversations with the same seed (no shared cache).
+    sft_datasets_ = load_sft_datasets(c_, [this](const std::string& line) {
+      if (role_.logs) log_(line);
+    });
+    loader_ = std::make_unique<DataLoader>(sft_datasets_.train, loader_options_);
   } else {
-    datasets_ = build_datasets(c_);
+    if (role_.groups) {
+      // Global rank 0 builds and caches the sample indices first; the others then load its cache
+      // instead of each building the same files (Megatron's order).
+      if (role_.logs) datasets_ = build_datasets(c_);
+      barrier_over_every_rank(*role_.groups);
+      if (!role_.logs) datasets_ = build_datasets(c_);
+    } else {
+      datasets_ = build_datasets(c_);
+    }
+    loader_ = std::make_unique<DataLoader>(require(datasets_[0], "train"), loader_options_);
   }
-  loader_ = std::make_unique<DataLoader>(require(datasets_[0], "train"), loader_options_);
   reset_peak_memory(c_.device);
   PreemptionSignals signals;
   for (int64_t step = first_step; step <= last_step; ++step) {
@@ -323,11 +335,12 @@ void TrainingRun::record(const StepMetrics& m) {
 }
 
 void TrainingRun::evaluate(int64_t step) {
-  if (c_.eval_iters == 0 || !datasets_[1]) return;
+  if (c_.eval_iters == 0 || (c_.sft.enabled() ? !sft_datasets_.valid : !datasets_[1])) return;
   NoGradGuard no_grad;
-  DataLoader valid(datasets_[1], DataLoaderOptions{.micro_batch_size = c_.micro_batch_size,
-                                                   .data_parallel_rank = loader_options_.data_parallel_rank,
-                                                   .data_parallel_size = loader_options_.data_parallel_size});
+  const DataLoaderOptions options{.micro_batch_size = c_.micro_batch_size,
+                                  .data_parallel_rank = loader_options_.data_parallel_rank,
+                                  .data_parallel_size = loader_options_.data_parallel_size};
+  DataLoader valid = c_.sft.enabled() ? DataLoader(sft_datasets_.valid, options) : DataLoader(datasets_[1], options);
   double loss_sum = 0.0, tokens = 0.0;
   if (stage_) {
     std::tie(loss_sum, tokens) = pipeline_validation_sums(valid);
@@ -337,7 +350,7 @@ void TrainingRun::evaluate(int64_t step) {
       std::optional<MicroBatch> mb = valid.next();
       if (!mb) break;
       loss_sum += model_->loss(to_device(*mb, c_.device), LossReduction::Sum).item();
-      tokens += double(mb->rows * mb->sequence_length);
+      tokens += counted_tokens(*mb);
     }
     model_->train();
   }

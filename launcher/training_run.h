@@ -17,6 +17,7 @@
 #include "launcher/checkpoint_sharding.h"
 #include "launcher/checkpoint_state.h"
 #include "launcher/micro_batch_graph.h"
+#include "launcher/sft_data.h"
 #include "launcher/trainer.h"
 #include "models/gpt_model.h"
 #include "models/gpt_pipeline_stage.h"
@@ -130,6 +131,7 @@ class TrainingRun {
   LrSchedule schedule_;
   DynamicLossScaler scaler_;
   SplitDatasets datasets_;
+  SftDatasets sft_datasets_;  // instead of datasets_ with data.sft_train_path
   DataLoaderOptions loader_options_;
   std::unique_ptr<DataLoader> loader_;
   std::unique_ptr<MicroBatchGraph> micro_batch_graph_;  // train.cuda_graph

@@ -50,8 +50,21 @@ StepMetrics TrainingRun::train_step(int64_t step) {
   auto start = Clock::now();
   reset_peak_memory(c_.device);  // the log's peak is this step's
   zero_gradients();
-  // Every token of the global batch weighs 1 / (tokens in the global batch).
+  // Every token of the global batch weighs 1 / (tokens in the global batch). SFT counts only the
+  // tokens its loss mask keeps (the step's rows are read first to count them, over dp too).
   double inv_tokens = 1.0 / double(c_.tokens_per_step());
+  std::vector<MicroBatch> sft_micro_batches;
+  if (c_.sft.enabled()) {
+    double counted = 0.0;
+    for (int64_t micro = 0; micro < c_.grad_accumulation_steps(); ++micro) {
+      std::optional<MicroBatch> mb = loader_->next();
+      TS_CHECK(mb.has_value(), "the SFT data ran out at step ", step);
+      counted += counted_tokens(*mb);
+      sft_micro_batches.push_back(std::move(*mb));
+    }
+    if (role_.groups) counted = sum_over(role_.groups->dp(), {counted})[0];
+    inv_tokens = counted > 0.0 ? 1.0 / counted : 0.0;  // a step without trained tokens changes nothing
+  }
   double loss_sum = 0.0;
   for (int64_t micro = 0; micro < c_.grad_accumulation_steps(); ++micro) {
     // All but the last micro-batch only accumulate; ZeRO-2 and ZeRO-3 have no full buffer to
@@ -59,7 +72,8 @@ StepMetrics TrainingRun::train_step(int64_t step) {
     const bool sharded_grads = ddp_ && ddp_->options().grad_sync == GradSync::Sharded;
     std::optional<DistributedDataParallel::NoSyncScope> accumulate_only;
     if (ddp_ && !sharded_grads && micro + 1 < c_.grad_accumulation_steps()) accumulate_only.emplace(*ddp_);
-    std::optional<MicroBatch> mb = loader_->next();
+    std::optional<MicroBatch> mb =
+        c_.sft.enabled() ? std::optional<MicroBatch>(std::move(sft_micro_batches[size_t(micro)])) : loader_->next();
     TS_CHECK(mb.has_value(), "the training data ran out at step ", step, " (consumed ", loader_->consumed_samples(),
              " samples)");
     if (c_.cuda_graph) {
@@ -82,7 +96,7 @@ StepMetrics TrainingRun::train_step(int64_t step) {
   bool take_step = c_.precision != Precision::FP16 || scaler_.unscale_and_update(parameters_);
   StepMetrics m;
   m.step = step;
-  m.loss = loss_sum * inv_tokens;
+  m.loss = loss_sum * inv_tokens;  // per counted token
   m.lr = schedule_.at(step);
   m.grad_norm = std::sqrt(grad_norm_squared_of_model());
   m.skipped = !take_step;
