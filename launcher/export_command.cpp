@@ -7,14 +7,16 @@
 #include "launcher/export_tokenizer.h"
 #include "launcher/gguf_export.h"
 #include "launcher/hf_export.h"
+#include "launcher/trtllm_export.h"
 
 namespace tessera {
 namespace {
 
-DType hf_dtype(const std::string& name, DType trained) {
+// --dtype for the formats that take f32, f16 and bf16 (hf, trtllm).
+DType float_dtype(const std::string& format, const std::string& name, DType trained) {
   if (name == "auto") return trained;
-  TS_CHECK(name == "f32" || name == "f16" || name == "bf16", "export: --dtype ", name,
-           " is not one --format hf takes (auto, f32, f16, bf16)");
+  TS_CHECK(name == "f32" || name == "f16" || name == "bf16", "export: --dtype ", name, " is not one --format ", format,
+           " takes (auto, f32, f16, bf16)");
   return dtype_from_name(name);
 }
 
@@ -30,10 +32,13 @@ GgmlType gguf_type(const std::string& name, DType trained) {
 }  // namespace
 
 CLI::App* add_export_subcommand(CLI::App& app, ExportCommandOptions& options) {
-  CLI::App* command = app.add_subcommand("export", "Write a checkpoint as a Hugging Face folder or a GGUF file");
+  CLI::App* command =
+      app.add_subcommand("export", "Write a checkpoint as a Hugging Face folder, a GGUF file or a TensorRT-LLM checkpoint");
   command->add_option("--checkpoint", options.checkpoint, "checkpoint file, or a checkpoint directory (its latest)")
       ->required();
-  command->add_option("--format", options.format, "hf or gguf")->required()->check(CLI::IsMember({"hf", "gguf"}));
+  command->add_option("--format", options.format, "hf, gguf or trtllm")
+      ->required()
+      ->check(CLI::IsMember({"hf", "gguf", "trtllm"}));
   command->add_option("--output", options.output, "output folder (gguf: DIR/model.gguf)")->required();
   command->add_option("--dtype", options.dtype, "auto, f32, f16, bf16 (gguf also q8_0)")->capture_default_str();
   command->add_option("--tokenizer", options.tokenizer,
@@ -41,13 +46,16 @@ CLI::App* add_export_subcommand(CLI::App& app, ExportCommandOptions& options) {
   command->add_option("--max-shard-size", options.max_shard_size_mb, "hf: safetensors shard size limit in MB")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  command->add_option("--tp-size", options.tp_size, "trtllm: tensor-parallel ranks (one rank file each)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   command->add_flag("--quiet", options.quiet, "no progress line");
   return command;
 }
 
 int run_export_command(const ExportCommandOptions& options) {
-  TS_CHECK(options.format == "hf" || options.format == "gguf", "export: --format ", options.format,
-           " is not one of hf, gguf");
+  TS_CHECK(options.format == "hf" || options.format == "gguf" || options.format == "trtllm", "export: --format ",
+           options.format, " is not one of hf, gguf, trtllm");
   const ExportSource source = load_export_source(options.checkpoint);
   const std::optional<ExportTokenizer> tokenizer = find_export_tokenizer(options.tokenizer, source.recipe);
   if (tokenizer) {
@@ -60,11 +68,17 @@ int run_export_command(const ExportCommandOptions& options) {
   if (options.format == "hf") {
     if (!tokenizer)
       fmt::print(stderr, "warning: {} names no tokenizer: the export has none (pass --tokenizer PATH)\n", source.path);
-    const DType dtype = hf_dtype(options.dtype, source.trained_dtype);
+    const DType dtype = float_dtype("hf", options.dtype, source.trained_dtype);
     export_hf(source, tokenizer, output, {dtype, uint64_t(options.max_shard_size_mb * 1e6), progress});
     if (!options.quiet)
       fmt::print("tessera export: {} (step {}) -> {} (transformers, {})\n", source.path, source.step, output.string(),
                  dtype_name(dtype));
+  } else if (options.format == "trtllm") {
+    const DType dtype = float_dtype("trtllm", options.dtype, source.trained_dtype);
+    export_trtllm(source, output, {dtype, options.tp_size, progress});
+    if (!options.quiet)
+      fmt::print("tessera export: {} (step {}) -> {} (TensorRT-LLM checkpoint, tp {}, {})\n", source.path, source.step,
+                 output.string(), options.tp_size, dtype_name(dtype));
   } else {
     TS_CHECK(tokenizer.has_value(), "export: ", source.path,
              " names no tokenizer and GGUF embeds one: pass --tokenizer PATH (a tokenizer.json or a folder of "
