@@ -29,7 +29,7 @@ class Launch : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     folder_ = new testing::TemporaryFolder();
-    write_corpus(folder_->file("corpus"));
+    write_random_corpus(folder_->file("corpus"));
     std::ofstream(recipe()) << recipe_text(folder_->file("corpus"), 4);
     std::ofstream(gpu_recipe()) << recipe_text(folder_->file("corpus"), 4, "cuda");
   }
@@ -112,7 +112,7 @@ TEST_F(Launch, LocalRunOnTwoRanksMatchesOneProcess) {
                       dir(), "local");
   ASSERT_EQ(local.status, 0) << local.err;
   EXPECT_THAT(local.out, HasSubstr("mpirun' '-np' '2'"));
-  std::map<int64_t, double> expected = losses(folder_->file("one")), got = losses(folder_->file("local"));
+  std::map<int64_t, double> expected = read_losses(folder_->file("one")), got = read_losses(folder_->file("local"));
   ASSERT_EQ(expected.size(), 4u);
   ASSERT_EQ(got.size(), 4u);
   for (const auto& [step, loss] : expected) EXPECT_NEAR(got.at(step), loss, 1e-5 * std::abs(loss)) << "step " << step;

@@ -54,7 +54,7 @@ class SlurmCluster : public ::testing::Test {
   static void SetUpTestSuite() {
     if (!slurm_running()) return;
     folder_ = new testing::TemporaryFolder();
-    write_corpus(folder_->file("corpus"));
+    write_random_corpus(folder_->file("corpus"));
     std::ofstream(recipe()) << recipe_text(folder_->file("corpus"), kSteps);
     Outcome reference =
         run(kOneThread + mpirun(4) + tessera() + " train " + recipe() + " logging.run_dir=" + folder_->file("mpirun"),
@@ -81,7 +81,7 @@ TEST_F(SlurmCluster, LaunchOfFourRanksOnOneNodeEqualsMpirun) {
                          dir(), "launched");
   ASSERT_EQ(launched.status, 0) << launched.out << launched.err;
   EXPECT_THAT(launched.out, HasSubstr("tessera launch: submitted job "));
-  std::map<int64_t, double> expected = losses(folder_->file("mpirun")), got = losses(run_dir);
+  std::map<int64_t, double> expected = read_losses(folder_->file("mpirun")), got = read_losses(run_dir);
   ASSERT_EQ(expected.size(), size_t(kSteps));
   EXPECT_EQ(got, expected) << "srun --mpi=pmix and mpirun run the same 4 ranks";
   std::string log;
@@ -98,9 +98,9 @@ TEST_F(SlurmCluster, SweepRunsAsAJobArray) {
                              " --nodes 1 --gpus-per-node 4 --wait --sweep " + folder_->file("sweep.txt"),
                          dir(), "sweep");
   ASSERT_EQ(launched.status, 0) << launched.out << launched.err;
-  std::map<int64_t, double> expected = losses(folder_->file("mpirun"));
-  EXPECT_EQ(losses(run_dir + "/sweep-0"), expected) << "task 0 has the default seed";
-  std::map<int64_t, double> other = losses(run_dir + "/sweep-1");
+  std::map<int64_t, double> expected = read_losses(folder_->file("mpirun"));
+  EXPECT_EQ(read_losses(run_dir + "/sweep-0"), expected) << "task 0 has the default seed";
+  std::map<int64_t, double> other = read_losses(run_dir + "/sweep-1");
   ASSERT_EQ(other.size(), size_t(kSteps));
   EXPECT_NE(other.at(1), expected.at(1)) << "task 1 has another seed";
 }
@@ -157,7 +157,7 @@ TEST_F(SlurmCluster, PreemptedJobSavesRequeuesAndEndsWithTheUninterruptedLoss) {
   EXPECT_EQ(count(text, "preempted: saved"), 1) << text;
   EXPECT_THAT(text, HasSubstr("tessera launch: requeueing job " + id));
   EXPECT_THAT(text, HasSubstr("(restart 1)"));
-  std::map<int64_t, double> expected = losses(folder_->file("long")), got = losses(run_dir);
+  std::map<int64_t, double> expected = read_losses(folder_->file("long")), got = read_losses(run_dir);
   ASSERT_EQ(got.size(), size_t(kPreemptSteps)) << "every step once";
   EXPECT_EQ(got.at(kPreemptSteps), expected.at(kPreemptSteps)) << "the final loss of the uninterrupted run";
 }

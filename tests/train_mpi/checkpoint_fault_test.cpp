@@ -39,7 +39,7 @@ std::string recipe_text(const std::string& data_prefix, int64_t train_iters) {
 class CheckpointFaults : public ::testing::Test {
  protected:
   void SetUp() override {
-    write_corpus(folder_.file("corpus"));
+    write_random_corpus(folder_.file("corpus"));
     std::ofstream(recipe(6)) << recipe_text(folder_.file("corpus"), 6);
     std::ofstream(recipe(100000)) << recipe_text(folder_.file("corpus"), 100000);
   }

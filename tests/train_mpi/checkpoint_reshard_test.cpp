@@ -64,7 +64,7 @@ struct Layout {
 TEST(CheckpointReshard, EightRankZero1CheckpointLoadsIntoOtherLayoutsExactly) {
   TemporaryFolder folder;
   const std::string dir = folder.path().string();
-  write_corpus(folder.file("corpus"));
+  write_random_corpus(folder.file("corpus"));
   const std::string recipe = folder.file("recipe.yaml");
   std::ofstream(recipe) << recipe_text(folder.file("corpus"));
   const std::vector<std::string> original = {"parallel.tensor_model_parallel_size=2",

@@ -44,7 +44,7 @@
 #include <vector>
 
 #include "data/data_test_util.h"
-#include "data/indexed_dataset_writer.h"
+#include "support/cli_runs.h"
 #include "launcher/distributed_checkpoint.h"
 #include "launcher/recipe.h"
 #include "launcher/trainer.h"
@@ -54,21 +54,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using testing::Outcome;
 using testing::TemporaryFolder;
+using testing::write_random_corpus;
 
 constexpr int kSteps = 6;
-
-// 300 documents of 8..40 random token ids below llama-tiny's vocabulary of 512.
-void write_corpus(const std::string& prefix) {
-  IndexedDatasetWriter writer(prefix, IndexedDType::UInt16);
-  std::mt19937 engine(7);
-  for (int document = 0; document < 300; ++document) {
-    std::vector<int32_t> tokens(8 + engine() % 33);
-    for (int32_t& token : tokens) token = static_cast<int32_t>(engine() % 512);
-    writer.add_document(tokens);
-  }
-  writer.finalize();
-}
 
 // `model_keys`: extra lines of the model section ("  num_layers: 8\n").
 std::string recipe_text(const std::string& data_prefix, const std::string& model_keys = "") {
@@ -82,23 +72,9 @@ std::string recipe_text(const std::string& data_prefix, const std::string& model
          "logging:\n  log_interval: 1\n";
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-struct Outcome {
-  int status = -1;
-  std::string out, err;
-};
-
 // Runs a shell command with stdout and stderr captured in files of `folder`.
 Outcome run(const std::string& command, const TemporaryFolder& folder, const std::string& name) {
-  std::string out = folder.file(name + ".stdout"), err = folder.file(name + ".stderr");
-  int raw = std::system((command + " >" + out + " 2>" + err).c_str());
-  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, read_file(out), read_file(err)};
+  return testing::run(command, folder.file(""), name);
 }
 
 std::string mpirun(int ranks) {
@@ -179,7 +155,7 @@ class TrainMpi : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     folder_ = new TemporaryFolder();
-    write_corpus(folder_->file("corpus"));
+    write_random_corpus(folder_->file("corpus"));
     std::ofstream(recipe()) << recipe_text(folder_->file("corpus"));
     Outcome one = run(train_command(recipe(), {"logging.run_dir=" + folder_->file("one")}), *folder_, "one");
     ASSERT_EQ(one.status, 0) << one.err;
@@ -436,7 +412,7 @@ class TrainPipeline : public TrainMpi {
  protected:
   static void SetUpTestSuite() {
     folder_ = new TemporaryFolder();
-    write_corpus(folder_->file("corpus"));
+    write_random_corpus(folder_->file("corpus"));
     std::string text =
         recipe_text(folder_->file("corpus"), "  num_layers: 8\n  untie_embeddings_and_output_weights: false\n");
     // A smaller peak learning rate than the other suites': over 8 layers, Adam's first steps turn
@@ -569,7 +545,7 @@ class BadLayout : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     folder_ = new TemporaryFolder();
-    write_corpus(folder_->file("corpus"));
+    write_random_corpus(folder_->file("corpus"));
     std::ofstream(recipe()) << recipe_text(folder_->file("corpus"));
   }
   static void TearDownTestSuite() { delete folder_; }
