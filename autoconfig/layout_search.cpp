@@ -222,7 +222,7 @@ std::string format_table(const SearchResult& result, const Job& job, const GpuSp
 }
 
 std::vector<std::string> recipe_overrides(const Candidate& c, const Job& job) {
-  return {fmt::format("parallel.tensor_model_parallel_size={}", c.tp),
+  std::vector<std::string> overrides = {fmt::format("parallel.tensor_model_parallel_size={}", c.tp),
           fmt::format("parallel.pipeline_model_parallel_size={}", c.pp),
           fmt::format("parallel.virtual_pipeline_model_parallel_size={}", c.vpp),
           fmt::format("parallel.sequence_parallel={}", c.sequence_parallel ? "true" : "false"),
@@ -236,6 +236,9 @@ std::vector<std::string> recipe_overrides(const Candidate& c, const Job& job) {
           fmt::format("train.micro_batch_size={}", c.micro_batch_size),
           fmt::format("train.global_batch_size={}", job.global_batch_size),
           "train.precision=bf16"};
+  // train.cuda_graph replays one process's step; a recipe that sets it for one GPU keeps it there.
+  if (job.gpus > 1) overrides.push_back("train.cuda_graph=false");
+  return overrides;
 }
 
 }  // namespace tessera::autoconfig

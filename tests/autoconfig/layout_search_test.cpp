@@ -149,9 +149,13 @@ TEST(RecipeOverrides, NameTheLayoutKeys) {
   for (const char* expected : {"parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=4",
                                "parallel.virtual_pipeline_model_parallel_size=2", "parallel.sequence_parallel=true",
                                "parallel.zero_stage=1", "model.recompute_granularity=full", "data.seq_length=8192",
-                               "train.micro_batch_size=2", "train.global_batch_size=512"}) {
+                               "train.micro_batch_size=2", "train.global_batch_size=512",
+                               "train.cuda_graph=false"}) {  // graphs replay one process's step
     EXPECT_NE(std::find(keys.begin(), keys.end(), expected), keys.end()) << expected;
   }
+  const std::vector<std::string> one_gpu = recipe_overrides(Candidate{}, job_for("gpt2-124m", 1, 16, 1024));
+  EXPECT_EQ(std::find(one_gpu.begin(), one_gpu.end(), "train.cuda_graph=false"), one_gpu.end())
+      << "one GPU keeps the recipe's train.cuda_graph";
 }
 
 }  // namespace
