@@ -14,6 +14,7 @@
 
 #include "core/ops/ops.h"
 #include "data/data_test_util.h"
+#include "launcher/tiny_training_run.h"
 #include "launcher/checkpoint_directory.h"
 #include "launcher/checkpoint_state.h"
 #include "optim/adamw.h"
@@ -22,61 +23,29 @@ namespace tessera {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::batch_for;
 using testing::TemporaryFolder;
+using testing::tiny_config;
+using testing::TinyRun;
 
-TransformerConfig tiny_config(int64_t num_layers = 2, int64_t hidden_size = 64) {
-  TransformerConfig config = transformer_preset("llama-tiny");
-  config.num_layers = num_layers;
-  config.hidden_size = hidden_size;
-  config.hidden_dropout = 0.1;  // steps draw from the dropout stream
-  return config;
+// A run's state in the file's terms (host f32 copies; masters only where separate).
+TrainingCheckpoint capture(const TinyRun& run) {
+  TrainingCheckpoint c;
+  c.config_yaml = "model:\n  preset: llama-tiny\n";
+  c.step = run.steps;
+  c.consumed_samples = 4 * run.steps;
+  const StateDict parameters = run.model->named_parameters();
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    const auto& [name, p] = parameters[i];
+    c.model[name] = {p.to(DType::F32).clone(), p.dtype()};
+    c.optimizer.exp_avg[name] = run.optimizer->exp_avg(i).clone();
+    c.optimizer.exp_avg_sq[name] = run.optimizer->exp_avg_sq(i).clone();
+    if (run.optimizer->has_separate_master(i)) c.optimizer.master[name] = run.optimizer->master_weight(i).clone();
+  }
+  c.optimizer.steps_taken = run.optimizer->steps_taken();
+  c.dropout_rng = run.model->dropout_generator().state();
+  return c;
 }
-
-LmBatch batch_for(int64_t step) {
-  std::vector<int64_t> tokens, labels;
-  for (int64_t i = 0; i < 16; ++i) {
-    tokens.push_back((i * 37 + step * 11) % 500);
-    labels.push_back((i * 37 + step * 11 + 5) % 500);
-  }
-  return {Tensor::from_vector(tokens, {2, 8}), Tensor::from_vector(labels, {2, 8}), Tensor()};
-}
-
-// A model and its optimizer, `steps` AdamW steps into training on fixed batches.
-struct TinyRun {
-  std::unique_ptr<GptModel> model;
-  std::unique_ptr<AdamW> optimizer;
-  int64_t steps = 0;
-
-  TinyRun(const TransformerConfig& config, uint64_t seed, DType dtype = DType::F32)
-      : model(std::make_unique<GptModel>(config, seed, ParamOptions{dtype, Device::cpu()})),
-        optimizer(std::make_unique<AdamW>(model->parameters(), AdamWOptions{.lr = 1e-2, .weight_decay = 0.1})) {}
-
-  void train(int64_t count) {
-    for (int64_t i = 0; i < count; ++i) {
-      model->zero_grad();
-      model->loss(batch_for(++steps)).backward();
-      optimizer->step();
-    }
-  }
-  // The run's state in the file's terms (host f32 copies; masters only where separate).
-  TrainingCheckpoint capture() const {
-    TrainingCheckpoint c;
-    c.config_yaml = "model:\n  preset: llama-tiny\n";
-    c.step = steps;
-    c.consumed_samples = 4 * steps;
-    const StateDict parameters = model->named_parameters();
-    for (size_t i = 0; i < parameters.size(); ++i) {
-      const auto& [name, p] = parameters[i];
-      c.model[name] = {p.to(DType::F32).clone(), p.dtype()};
-      c.optimizer.exp_avg[name] = optimizer->exp_avg(i).clone();
-      c.optimizer.exp_avg_sq[name] = optimizer->exp_avg_sq(i).clone();
-      if (optimizer->has_separate_master(i)) c.optimizer.master[name] = optimizer->master_weight(i).clone();
-    }
-    c.optimizer.steps_taken = optimizer->steps_taken();
-    c.dropout_rng = model->dropout_generator().state();
-    return c;
-  }
-};
 
 void expect_bitwise_equal(const Tensor& a, const Tensor& b, const std::string& what);
 
@@ -127,7 +96,7 @@ TEST(Checkpoint, AFileReadsBackBitForBitWhatWasWritten) {
   for (DType dtype : {DType::F32, DType::BF16}) {
     TinyRun run(tiny_config(), 1, dtype);
     run.train(3);
-    TrainingCheckpoint written = run.capture();
+    TrainingCheckpoint written = capture(run);
     EXPECT_EQ(written.optimizer.master.empty(), dtype == DType::F32) << "f32 parameters are their own masters";
     write_checkpoint_file(folder.file("state.h5"), written);
     TrainingCheckpoint read = read_checkpoint_file(folder.file("state.h5"));
@@ -140,7 +109,7 @@ TEST(Checkpoint, AFileReadsBackBitForBitWhatWasWritten) {
 TEST(Checkpoint, LossScalerStateRoundTrips) {
   TemporaryFolder folder;
   TinyRun run(tiny_config(), 1);
-  TrainingCheckpoint checkpoint = run.capture();
+  TrainingCheckpoint checkpoint = capture(run);
   checkpoint.loss_scaler = {1536.25, 17, 3};  // not a power of two: the value must survive exactly
   write_checkpoint_file(folder.file("scaler.h5"), checkpoint);
   LossScalerState read = read_checkpoint_file(folder.file("scaler.h5")).loss_scaler;
@@ -157,7 +126,7 @@ TEST(Checkpoint, LayoutReadsWithThePlainHdf5Api) {
   TemporaryFolder folder;
   TinyRun run(tiny_config(), 3);
   run.train(2);
-  write_checkpoint_file(folder.file("state.h5"), run.capture());
+  write_checkpoint_file(folder.file("state.h5"), capture(run));
 
   hid_t file = H5Fopen(folder.file("state.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   ASSERT_GE(file, 0);
@@ -201,7 +170,7 @@ TEST(Checkpoint, LayoutReadsWithThePlainHdf5Api) {
 TEST(Checkpoint, TheModelParallelStreamOfATensorParallelShardRoundTrips) {
   TemporaryFolder folder;
   TinyRun run(tiny_config(), 1);
-  TrainingCheckpoint checkpoint = run.capture();
+  TrainingCheckpoint checkpoint = capture(run);
   EXPECT_FALSE(checkpoint.model_parallel_rng.has_value()) << "a single-rank model has no shard stream to keep";
   checkpoint.model_parallel_rng = PhiloxState{4321, 77};
   write_checkpoint_file(folder.file("shard.h5"), checkpoint);
@@ -230,7 +199,7 @@ TEST(Checkpoint, AFlippedBitInTheWeightsFailsItsChecksum) {
   TemporaryFolder folder;
   TinyRun run(tiny_config(), 6);
   std::string path = folder.file("state.h5");
-  write_checkpoint_file(path, run.capture());
+  write_checkpoint_file(path, capture(run));
   haddr_t address = first_chunk_address(path, "/model/embedding.word_embeddings.weight");
   ASSERT_NE(address, HADDR_UNDEF);
   std::string bytes = testing::read_file_bytes(path);
@@ -247,9 +216,9 @@ TEST(CheckpointDirectory, AutoResumeSkipsATruncatedLatestCheckpointWithAWarningN
   TinyRun run(tiny_config(), 7);
   std::string dir = folder.file("ckpt");
   run.train(1);
-  save_checkpoint(dir, run.capture(), 3, kNoWarnings);
+  save_checkpoint(dir, capture(run), 3, kNoWarnings);
   run.train(1);
-  SavedCheckpoint latest = save_checkpoint(dir, run.capture(), 3, kNoWarnings);
+  SavedCheckpoint latest = save_checkpoint(dir, capture(run), 3, kNoWarnings);
   EXPECT_EQ(fs::path(latest.path).filename(), "iter_0000002.h5");
   fs::resize_file(latest.path, latest.bytes / 2);
 
@@ -275,12 +244,12 @@ TEST(CheckpointDirectory, AFailedSaveLeavesTheLastGoodCheckpointAndNoTemporaryFi
   TinyRun run(tiny_config(), 8);
   std::string dir = folder.file("ckpt");
   run.train(1);
-  SavedCheckpoint good = save_checkpoint(dir, run.capture(), 1, kNoWarnings);
+  SavedCheckpoint good = save_checkpoint(dir, capture(run), 1, kNoWarnings);
   std::string good_bytes = testing::read_file_bytes(good.path);
   // The rename target of step 2 is a directory: everything is written, then the rename fails.
   fs::create_directories(dir + "/iter_0000002.h5/blocker");
   run.train(1);
-  std::string message = expect_throws([&] { save_checkpoint(dir, run.capture(), 1, kNoWarnings); });
+  std::string message = expect_throws([&] { save_checkpoint(dir, capture(run), 1, kNoWarnings); });
   EXPECT_NE(message.find("iter_0000002.h5"), std::string::npos) << message;
   EXPECT_EQ(testing::read_file_bytes(good.path), good_bytes) << "keep_last = 1 must not delete it before success";
   EXPECT_FALSE(fs::exists(dir + "/iter_0000002.h5.tmp"));
@@ -289,7 +258,7 @@ TEST(CheckpointDirectory, AFailedSaveLeavesTheLastGoodCheckpointAndNoTemporaryFi
   // An unwritable temporary path fails before anything is renamed or deleted.
   fs::remove_all(dir + "/iter_0000002.h5");
   fs::create_directories(dir + "/iter_0000002.h5.tmp/blocker");
-  expect_throws([&] { save_checkpoint(dir, run.capture(), 1, kNoWarnings); });
+  expect_throws([&] { save_checkpoint(dir, capture(run), 1, kNoWarnings); });
   EXPECT_EQ(testing::read_file_bytes(good.path), good_bytes);
   EXPECT_FALSE(fs::exists(dir + "/iter_0000002.h5"));
 }
@@ -303,7 +272,7 @@ TEST(CheckpointDirectory, KeepsTheLastKeepLastCheckpointsAndNeverDeletesHigherSt
   std::vector<std::string> removed;
   for (int i = 0; i < 4; ++i) {
     run.train(1);
-    SavedCheckpoint saved = save_checkpoint(dir, run.capture(), 2, kNoWarnings);
+    SavedCheckpoint saved = save_checkpoint(dir, capture(run), 2, kNoWarnings);
     removed.insert(removed.end(), saved.removed.begin(), saved.removed.end());
   }
   std::vector<int64_t> steps;
@@ -317,9 +286,9 @@ TEST(CheckpointDirectory, TheLatestOfADirectoryIsItsHighestStep) {
   TinyRun run(tiny_config(1, 32), 10);
   std::string dir = folder.file("ckpt");
   run.train(1);
-  save_checkpoint(dir, run.capture(), 3, kNoWarnings);
+  save_checkpoint(dir, capture(run), 3, kNoWarnings);
   run.train(1);
-  save_checkpoint(dir, run.capture(), 3, kNoWarnings);
+  save_checkpoint(dir, capture(run), 3, kNoWarnings);
   EXPECT_EQ(load_latest_checkpoint(dir, kNoWarnings)->checkpoint.step, 2);
   EXPECT_FALSE(load_latest_checkpoint(folder.file("empty"), kNoWarnings).has_value());
 }
@@ -328,7 +297,7 @@ TEST(CheckpointState, LoadingWeightsChecksEveryParameterByNameAndShape) {
   TemporaryFolder folder;
   TinyRun saved(tiny_config(2, 64), 11);
   std::string path = folder.file("state.h5");
-  write_checkpoint_file(path, saved.capture());
+  write_checkpoint_file(path, capture(saved));
   TrainingCheckpoint checkpoint = read_checkpoint_file(path);
 
   TinyRun wider(tiny_config(2, 128), 12);

@@ -8,47 +8,17 @@
 #include <memory>
 
 #include "data/data_test_util.h"
+#include "launcher/tiny_training_run.h"
 #include "launcher/checkpoint_sharding.h"
 #include "parallel/pipeline_layout.h"
 
 namespace tessera {
 namespace {
 
+using testing::batch_for;
 using testing::TemporaryFolder;
-
-TransformerConfig tiny_config(int64_t num_layers = 2) {
-  TransformerConfig config = transformer_preset("llama-tiny");
-  config.num_layers = num_layers;
-  config.hidden_dropout = 0.1;  // steps draw from the dropout stream
-  return config;
-}
-
-LmBatch batch_for(int64_t step) {
-  std::vector<int64_t> tokens, labels;
-  for (int64_t i = 0; i < 16; ++i) {
-    tokens.push_back((i * 37 + step * 11) % 500);
-    labels.push_back((i * 37 + step * 11 + 5) % 500);
-  }
-  return {Tensor::from_vector(tokens, {2, 8}), Tensor::from_vector(labels, {2, 8}), Tensor()};
-}
-
-struct TinyRun {
-  std::unique_ptr<GptModel> model;
-  std::unique_ptr<AdamW> optimizer;
-  int64_t steps = 0;
-
-  TinyRun(uint64_t seed, DType dtype)
-      : model(std::make_unique<GptModel>(tiny_config(), seed, ParamOptions{dtype, Device::cpu()})),
-        optimizer(std::make_unique<AdamW>(model->parameters(), AdamWOptions{.lr = 1e-2, .weight_decay = 0.1})) {}
-
-  void train(int64_t count) {
-    for (int64_t i = 0; i < count; ++i) {
-      model->zero_grad();
-      model->loss(batch_for(++steps)).backward();
-      optimizer->step();
-    }
-  }
-};
+using testing::tiny_config;
+using testing::TinyRun;
 
 // Writes `rank` as the only rank of a committed checkpoint of `step` in `directory`.
 std::string save(const std::string& directory, int64_t step, RankCheckpoint rank, int64_t optimizer_steps,
@@ -87,7 +57,7 @@ TEST(CheckpointSharding, ARestoredRunTakesBitwiseTheSameNextStepAsTheOriginal) {
   for (DType dtype : {DType::F32, DType::BF16}) {
     SCOPED_TRACE(dtype_name(dtype));
     TemporaryFolder folder;
-    TinyRun original(1, dtype);
+    TinyRun original(tiny_config(), 1, dtype);
     original.train(3);
     const std::string checkpoint = save(folder.path().string(), 3, capture_rank_checkpoint(*original.model,
                                                                                            *original.optimizer, {}),
@@ -98,7 +68,7 @@ TEST(CheckpointSharding, ARestoredRunTakesBitwiseTheSameNextStepAsTheOriginal) {
     EXPECT_EQ(reader.metadata().tensors.size(), parameters * (dtype == DType::F32 ? 3 : 4));
     EXPECT_EQ(reader.tensor("model/decoder.final_layernorm.weight").dtype, dtype);
 
-    TinyRun restored(2, dtype);  // other weights and dropout seed: everything must come from the files
+    TinyRun restored(tiny_config(), 2, dtype);  // other weights and dropout seed: everything must come from the files
     restore_rank_checkpoint(reader, *restored.model, *restored.optimizer);
     EXPECT_TRUE(restore_rank_rng(reader, *restored.model, {}));
     restored.steps = reader.metadata().step;  // the next batch
