@@ -13,6 +13,10 @@ std::string cuda_device_description(int index) {
   return {};
 }
 
+void make_cuda_device_current(int index) {
+  TS_CHECK(false, "make_cuda_device_current(", index, "): this build has no CUDA backend");
+}
+
 std::unique_ptr<DeviceGraph> capture_device_graph(Device device, const std::function<void()>&) {
   TS_CHECK(false, "capture_device_graph on ", device.str(), ": this build has no CUDA backend (graphs capture CUDA work)");
   return nullptr;

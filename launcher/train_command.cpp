@@ -11,6 +11,7 @@
 #include <functional>
 #include <optional>
 
+#include "core/cuda/runtime.h"
 #include "launcher/recipe.h"
 #include "launcher/train_config.h"
 #include "launcher/trainer.h"
@@ -61,15 +62,19 @@ void train_ranks(const TrainConfig& config, const LaunchContext& launch, Communi
   watch.dump_on_sigterm = true;
   watch.abort = abort_mpi_job;
   Watchdog watchdog(recorder, watch);
+  // Declared outside the try block: the groups' communicators must still exist when the handler
+  // runs. Destroyed by the unwinding, a NCCL communicator would wait for peers that are still
+  // inside a collective with this rank, and the error below would never be printed.
+  std::optional<ProcessGroups> groups;
   try {
-    ProcessGroups groups(world, config.layout);
+    groups.emplace(world, config.layout);
     // A link that hangs fails in a minute here, not after the full timeout at step 1.
     watchdog.set_timeout(std::min(watch.timeout, std::chrono::milliseconds(60'000)));
-    preflight_check(world, groups, [&](const std::string& line) {
+    preflight_check(world, *groups, [&](const std::string& line) {
       if (launch.rank == 0) log(line);
     });
     watchdog.set_timeout(watch.timeout);
-    Trainer(config, log, &groups).run();
+    Trainer(config, log, &*groups).run();
   } catch (const std::exception& e) {
     // The other ranks may be waiting for this one in a collective: dump every rank, end the job.
     fmt::print(stderr, "tessera: error (rank {} of {}): {}\n", launch.rank, launch.world_size, e.what());
@@ -86,6 +91,8 @@ void train(const TrainCommandOptions& options, const TrainConfig& config, const 
     fmt::print("{}\n", line);
     std::fflush(stdout);
   };
+  // Every later CUDA call of this rank, cuDNN's and NCCL's included, goes to its own GPU.
+  if (config.device.is_cuda()) make_cuda_device_current(config.device.index);
   if (launch.world_size == 1) {
     Trainer(config, log).run();
     return;

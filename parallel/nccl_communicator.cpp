@@ -136,10 +136,11 @@ NcclCommunicator::State::~State() {
   const char* call = "ncclCommAbort";
   ncclResult_t result = ncclSuccess;
   try {
-    // A communicator whose creation failed or was interrupted can only be aborted. Otherwise,
-    // as NCCL asks of a non-blocking communicator: finalize (flushes this rank's operations),
-    // poll until done, destroy.
-    if (initialized) {
+    // A communicator whose creation failed or was interrupted can only be aborted, and so can one
+    // destroyed while an exception unwinds: its peers may be inside a collective this rank will
+    // never join, and finalizing would wait for them forever. Otherwise, as NCCL asks of a
+    // non-blocking communicator: finalize (flushes this rank's operations), poll, destroy.
+    if (initialized && std::uncaught_exceptions() == 0) {
       settle("destroy", NcclCall{"ncclCommFinalize(comm)", __FILE__, __LINE__}, ncclCommFinalize(comm), comm);
       call = "ncclCommDestroy";
       result = ncclCommDestroy(comm);

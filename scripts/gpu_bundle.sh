@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packs what a GPU machine needs to run Tessera's GPU tests and benchmarks into .gpu/:
-# the stripped executables of build/ (CUDA build, sm_90a by default) and the non-CUDA shared
+# the executables of build/ (CUDA build, sm_90a by default) and the non-CUDA shared
 # libraries they load that a stock CUDA image lacks (OpenBLAS, fmt, yaml-cpp, MPI, ...),
 # xz-compressed to stay within the device tool's carry limit. scripts/gpu_run.sh unpacks it.
 #   scripts/gpu_bundle.sh [BUILD_DIR] [BUNDLE_NAME]   -> .gpu/BUNDLE_NAME.tar.xz (default "bundle")
@@ -19,7 +19,9 @@ for pattern in $patterns; do
   find "$build_dir/tests" "$build_dir/bench" "$build_dir/launcher" -maxdepth 1 -type f -executable \
     -name "$pattern" -exec cp {} "$stage/bin/" \;
 done
-strip "$stage"/bin/* 2>/dev/null || true
+# Debug sections go; the symbol table stays, so that the stacks of a hung rank (eu-stack, gdb)
+# name their functions.
+strip --strip-debug "$stage"/bin/* 2>/dev/null || true
 # Shared libraries outside glibc, the C++ runtime, CUDA and NCCL (the GPU image brings those:
 # NCCL in /usr/lib/x86_64-linux-gnu; its 200 MB would not fit the carry limit). CUPTI, for
 # TESSERA_CUDA_PROFILE, travels along: an image may lack it.

@@ -339,6 +339,7 @@ void CudnnAttention::forward(const Tensor& q, const Tensor& k, const Tensor& v, 
                              const Tensor& out, const Tensor& lse) {
   constexpr const char* kernel = "attention";
   const int device = state_->device;
+  CudaDeviceGuard guard(device);  // cuDNN launches on the current device, whatever its stream's
   const Dims d = input_dims(kernel, q, k, v, device);
   check_arg(kernel, "out", out, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
   check_arg(kernel, "lse", lse, device, DType::F32, {d.B, d.H, d.Tq});
@@ -364,6 +365,7 @@ void CudnnAttention::backward(const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& dL_dk, const Tensor& dL_dv) {
   constexpr const char* kernel = "attention_backward";
   const int device = state_->device;
+  CudaDeviceGuard guard(device);  // cuDNN launches on the current device, whatever its stream's
   const Dims d = input_dims(kernel, q, k, v, device);
   check_arg(kernel, "out", out, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
   check_arg(kernel, "lse", lse, device, DType::F32, {d.B, d.H, d.Tq});

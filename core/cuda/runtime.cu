@@ -22,4 +22,10 @@ std::string cuda_device_description(int index) {
   return detail::concat(prop.name, " (sm_", prop.major, prop.minor, ", ", static_cast<int>(gib * 10) / 10.0, " GiB)");
 }
 
+void make_cuda_device_current(int index) {
+  const int count = cuda_device_count();
+  TS_CHECK(index >= 0 && index < count, "device cuda:", index, " does not exist: ", count, " GPU(s) visible");
+  TS_CUDA_CHECK(cudaSetDevice(index));
+}
+
 }  // namespace tessera

@@ -296,6 +296,30 @@ TEST(GpuAttention, RepeatedCallsReusePlansAndMemory) {
   EXPECT_EQ(out.to_vector<float>(), first) << "the forward is deterministic";
 }
 
+// A rank of a multi-GPU job runs on its own GPU while another device may be current (a thread
+// that never chose one has device 0): the result on the last GPU equals the one on GPU 0. This
+// was a job-wide hang on 2 GPUs: cuDNN launched rank 1's attention into device 0's context.
+TEST(GpuAttention, RunsOnAGpuThatIsNotTheCurrentDevice) {
+  if (cuda_device_count() < 2) GTEST_SKIP() << "needs 2 GPUs, " << cuda_device_count() << " visible";
+  const Case c{2, 128, 4, 2, 64, true};
+  Generator g(5);
+  Tensor q = host_randn({c.B, c.T, c.H, c.D}, g, DType::BF16), k = host_randn({c.B, c.T, c.KV, c.D}, g, DType::BF16),
+         v = host_randn({c.B, c.T, c.KV, c.D}, g, DType::BF16), dout = host_randn({c.B, c.T, c.H, c.D}, g, DType::BF16);
+  auto run = [&](Device gpu) {
+    TS_CUDA_CHECK(cudaSetDevice(0));
+    Tensor out = Tensor::empty(q.shape(), DType::BF16, gpu), lse = Tensor::empty({c.B, c.H, c.T}, DType::F32, gpu);
+    Tensor dq = Tensor::empty(q.shape(), DType::BF16, gpu), dk = Tensor::empty(k.shape(), DType::BF16, gpu),
+           dv = Tensor::empty(v.shape(), DType::BF16, gpu);
+    Tensor qg = q.to(gpu), kg = k.to(gpu), vg = v.to(gpu), doutg = dout.to(gpu);
+    Backend& backend = backend_for(gpu);
+    backend.attention(qg, kg, vg, c.causal, 0.125, out, lse);
+    backend.attention_backward(qg, kg, vg, out, lse, doutg, c.causal, 0.125, dq, dk, dv);
+    return std::vector<Tensor>{out.to(kCpu), lse.to(kCpu), dq.to(kCpu), dk.to(kCpu), dv.to(kCpu)};
+  };
+  std::vector<Tensor> first = run(kGpu), last = run(Device::cuda(cuda_device_count() - 1));
+  for (size_t i = 0; i < first.size(); ++i) EXPECT_EQ(testing::relative_error(last[i], first[i]), 0.0) << "output " << i;
+}
+
 TEST(GpuAttention, RejectsBadInputs) {
   TS_REQUIRE_GPU();
   Backend& gpu = backend_for(kGpu);
