@@ -35,6 +35,9 @@ enum class GemmEpilogue : uint8_t {
   Bias,      // C = AB + bias (bias [N], broadcast over rows)
   BiasGelu,  // C = gelu(AB + bias); pre_gelu (if defined) receives AB + bias for the backward
   Gelu,      // C = gelu(AB); pre_gelu (if defined) receives AB
+  // C = gelu'(pre_gelu) * AB, with pre_gelu (required) the forward's saved pre-activation: the
+  // gradient through a GELU, fused into the GEMM that computes the gradient of its output.
+  DGelu,
 };
 
 struct GemmArgs {
@@ -44,7 +47,7 @@ struct GemmArgs {
   double beta = 0.0;  // C = alpha * op(A) op(B) + beta * C (beta must be 0 with an epilogue)
   GemmEpilogue epilogue = GemmEpilogue::None;
   Tensor bias;      // [N], C's dtype
-  Tensor pre_gelu;  // C's shape and dtype, or undefined
+  Tensor pre_gelu;  // C's shape and dtype, or undefined; an input for DGelu, else an output
 };
 
 // One parameter's slice of a multi-tensor AdamW step. master, exp_avg and exp_avg_sq are f32;
@@ -176,10 +179,11 @@ class Backend {
   // refuses causal with 1 < Tq < Tk for now: core/cuda/cudnn_attention.cpp says why.) ----
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                          double scale, const Tensor& out, const Tensor& lse) = 0;
-  // Whether attention and attention_backward read q, k and v as strided views (the last dim
-  // contiguous, e.g. slices of a packed QKV projection) without copying them; otherwise they
-  // must be contiguous. Every other tensor of the two calls is contiguous either way.
-  virtual bool attention_reads_strided_inputs() const { return false; }
+  // Whether attention and attention_backward take q, k and v, and write dL_dq, dL_dk and dL_dv,
+  // as strided views (the last dim contiguous, e.g. slices of a packed QKV projection and of its
+  // gradient) without copies; otherwise they must be contiguous. Every other tensor of the two
+  // calls is contiguous either way.
+  virtual bool attention_takes_strided_qkv() const { return false; }
   virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& out, const Tensor& lse, const Tensor& dL_dout,
                                   bool causal, double scale, const Tensor& dL_dq,

@@ -44,12 +44,15 @@ SelfAttention::SelfAttention(const TransformerConfig& config, Generator& generat
                                                                 .param = options}));
 }
 
-std::array<Tensor, 3> SelfAttention::project(const Tensor& x) const {
+Tensor SelfAttention::packed_projection(const Tensor& x) const {
   // With sequence parallelism the projection all-gathers the sequence: read T from its output.
   Tensor projected = qkv_->forward(x);
-  int64_t b = projected.size(0), t = projected.size(1), per_group = heads_ / groups_;
-  // [B, T, KV, H/KV + 2, D]: per group its query heads, its key and its value.
-  Tensor qkv = projected.view({b, t, groups_, per_group + 2, head_dim_});
+  return projected.view({projected.size(0), projected.size(1), groups_, heads_ / groups_ + 2, head_dim_});
+}
+
+std::array<Tensor, 3> SelfAttention::project(const Tensor& x) const {
+  Tensor qkv = packed_projection(x);
+  int64_t b = qkv.size(0), t = qkv.size(1), per_group = heads_ / groups_;
   std::vector<Tensor> parts = split(qkv, {per_group, 1, 1}, 3);
   // Multi-head attention (one query head per group): each part is a strided view [B, T, H, D],
   // which attention reads in place on the GPU. Grouped queries need a copy to be [B, T, H, D].
@@ -63,6 +66,13 @@ Tensor SelfAttention::forward(const Tensor& x, const RopeTables* rope_tables, La
   const bool packed = documents != nullptr && !documents->empty();
   TS_CHECK(!packed || cache.cache == nullptr,
            "SelfAttention: packed documents and a KV cache do not combine; decode one document per row");
+  if (!packed && cache.cache == nullptr && rope_tables == nullptr && heads_ == groups_) {
+    // Multi-head attention with learned positions (GPT-2): [B, T, H, 3, D] is already the
+    // packed layout attention reads in place and writes its gradient into.
+    Tensor qkv = packed_projection(x);
+    Tensor attended = packed_qkv_attention(qkv, /*causal=*/true);
+    return proj_->forward(attended.view({qkv.size(0), qkv.size(1), heads_ * head_dim_}));
+  }
   auto [q, k, v] = project(x);
   Tensor attended;
   if (cache.cache != nullptr) {

@@ -63,7 +63,10 @@ class SelfAttention : public Module {
   std::vector<Tensor> replicated_parameters() const;
 
  private:
-  // q [B, T, H, D], k and v [B, T, KV, D] of x (this rank's heads, the whole sequence).
+  // The QKV projection of x as [B, T, KV, H/KV + 2, D]: per group its query heads, its key and
+  // its value (this rank's heads, the whole sequence).
+  Tensor packed_projection(const Tensor& x) const;
+  // q [B, T, H, D], k and v [B, T, KV, D] of x.
   std::array<Tensor, 3> project(const Tensor& x) const;
   // Each row's attention over its cached keys and values plus the new ones, [B, T, H, D].
   Tensor attend_with_cache(const Tensor& q, const Tensor& k, const Tensor& v, const RopeTables* rope_tables,

@@ -84,11 +84,7 @@ A unary_derivative(UnaryOp op, A x) {
     case UnaryOp::Rsqrt: return A(-0.5) / (x * std::sqrt(x));
     case UnaryOp::Abs: return x > A(0) ? A(1) : (x < A(0) ? A(-1) : A(0));
     case UnaryOp::Relu: return x > A(0) ? A(1) : A(0);
-    case UnaryOp::Gelu: {
-      A inner_slope = A(kSqrt2OverPi) * (A(1) + A(3 * kGeluCubic) * x * x);
-      A t = std::tanh(A(kSqrt2OverPi) * (x + A(kGeluCubic) * x * x * x));
-      return A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * inner_slope;
-    }
+    case UnaryOp::Gelu: return gelu_tanh_slope(x);
     case UnaryOp::Silu: {
       A s = sigmoid(x);
       return s * (A(1) + x * (A(1) - s));

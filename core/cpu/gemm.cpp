@@ -70,6 +70,8 @@ void check_epilogue(const Tensor& c, const GemmSize& s, const GemmArgs& args) {
              "gemm: the bias epilogue needs a contiguous bias [", s.n, "] of dtype ", c.dtype(), ", got ",
              args.bias.defined() ? shape_str(args.bias.shape()) : std::string("none"));
   }
+  TS_CHECK(args.epilogue != GemmEpilogue::DGelu || args.pre_gelu.defined(),
+           "gemm: the dgelu epilogue needs pre_gelu, the forward's pre-activation");
   if (args.pre_gelu.defined()) {
     TS_CHECK(args.pre_gelu.shape() == c.shape() && args.pre_gelu.dtype() == c.dtype() && args.pre_gelu.is_contiguous(),
              "gemm: pre_gelu must be contiguous with c's shape ", c.shape(), " and dtype ", c.dtype());
@@ -85,6 +87,10 @@ void apply_epilogue(A* c, const GemmSize& s, const GemmArgs& args) {
   const T* bias = has_bias ? args.bias.data<T>() : nullptr;
   T* pre = args.pre_gelu.defined() ? args.pre_gelu.data<T>() : nullptr;
   int64_t total = s.batch * s.m * s.n;
+  if (args.epilogue == GemmEpilogue::DGelu) {
+    for (int64_t i = 0; i < total; ++i) c[i] *= gelu_tanh_slope(A(pre[i]));
+    return;
+  }
   for (int64_t i = 0; i < total; ++i) {
     A v = c[i] + (bias ? A(bias[i % s.n]) : A(0));
     if (has_gelu) {

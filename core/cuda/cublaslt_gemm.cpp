@@ -69,6 +69,8 @@ GemmSize check_gemm(const Tensor& a, const Tensor& b, const Tensor& c, const Gem
 
 bool has_bias(GemmEpilogue e) { return e == GemmEpilogue::Bias || e == GemmEpilogue::BiasGelu; }
 bool has_gelu(GemmEpilogue e) { return e == GemmEpilogue::Gelu || e == GemmEpilogue::BiasGelu; }
+// Whether pre_gelu travels as cuBLASLt's aux matrix: written by a GELU epilogue, read by DGelu.
+bool has_aux(GemmEpilogue e) { return has_gelu(e) || e == GemmEpilogue::DGelu; }
 
 void check_epilogue(const Tensor& c, const GemmSize& s, const GemmArgs& args, int device) {
   if (args.epilogue == GemmEpilogue::None) return;
@@ -80,7 +82,9 @@ void check_epilogue(const Tensor& c, const GemmSize& s, const GemmArgs& args, in
              args.bias.defined() ? shape_str(args.bias.shape()) : std::string("none"));
     cuda::check_on_device("gemm", "bias", args.bias, device);
   }
-  if (has_gelu(args.epilogue) && args.pre_gelu.defined()) {
+  TS_CHECK(args.epilogue != GemmEpilogue::DGelu || args.pre_gelu.defined(),
+           "gemm: the dgelu epilogue needs pre_gelu, the forward's pre-activation");
+  if (has_aux(args.epilogue) && args.pre_gelu.defined()) {
     TS_CHECK(args.pre_gelu.shape() == c.shape() && args.pre_gelu.dtype() == c.dtype() && args.pre_gelu.is_contiguous(),
              "gemm: pre_gelu must be contiguous with c's shape ", c.shape(), " and dtype ", c.dtype());
     cuda::check_on_device("gemm", "pre_gelu", args.pre_gelu, device);
@@ -105,6 +109,7 @@ cublasLtEpilogue_t lt_epilogue(GemmEpilogue e, bool aux) {
     case GemmEpilogue::Bias: return CUBLASLT_EPILOGUE_BIAS;
     case GemmEpilogue::BiasGelu: return aux ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_BIAS;
     case GemmEpilogue::Gelu: return aux ? CUBLASLT_EPILOGUE_GELU_AUX : CUBLASLT_EPILOGUE_GELU;
+    case GemmEpilogue::DGelu: return CUBLASLT_EPILOGUE_DGELU;
   }
   return CUBLASLT_EPILOGUE_DEFAULT;
 }
@@ -115,6 +120,7 @@ const char* epilogue_name(GemmEpilogue e) {
     case GemmEpilogue::Bias: return "bias";
     case GemmEpilogue::BiasGelu: return "bias+gelu";
     case GemmEpilogue::Gelu: return "gelu";
+    case GemmEpilogue::DGelu: return "dgelu";
   }
   return "?";
 }
@@ -361,6 +367,16 @@ void CublasLtGemm::run(const Tensor& a, const Tensor& b, const Tensor& c, const 
   check_epilogue(c, s, args, st.device);
   data_type(c.dtype());  // throws for a non-floating dtype
   if (s.m == 0 || s.n == 0 || s.batch == 0) return;
+  if (c.dtype() == DType::F64 && args.epilogue == GemmEpilogue::DGelu) {
+    // As for the forward below: the GEMM, then the GELU gradient by the elementwise kernel.
+    GemmArgs linear = args;
+    linear.epilogue = GemmEpilogue::None;
+    linear.pre_gelu = Tensor();
+    Tensor product = Tensor::empty(c.shape(), c.dtype(), c.device());
+    run(a, b, product, linear);
+    backend_for(c.device()).unary_backward(UnaryOp::Gelu, args.pre_gelu, product, c);
+    return;
+  }
   if (c.dtype() == DType::F64 && has_gelu(args.epilogue)) {
     // cuBLASLt's f64 GELU epilogue is accurate to ~2e-10 only: GEMM (+ bias) into the
     // pre-activation, then GELU by the elementwise kernel (which may write in place).
@@ -384,15 +400,17 @@ void CublasLtGemm::run(const Tensor& a, const Tensor& b, const Tensor& c, const 
   bool fold = s.batch > 1 && s.batch_b == 1 && s.batch_a == s.batch && !args.trans_a;
   int64_t m = fold ? s.batch * s.m : s.m, batch = fold ? 1 : s.batch;
 
-  // The pre-GELU output needs a leading dimension divisible by 8 (and 16-byte alignment): for
-  // other shapes cuBLASLt writes it into a padded buffer, copied out after.
+  // The pre-GELU matrix needs a leading dimension divisible by 8 (and 16-byte alignment): for
+  // other shapes cuBLASLt writes it into a padded buffer, copied out after (or, read by DGelu,
+  // copied in before).
   const void* bias = has_bias(args.epilogue) ? args.bias.data_ptr() : nullptr;
-  Tensor aux = has_gelu(args.epilogue) ? args.pre_gelu : Tensor();
+  Tensor aux = has_aux(args.epilogue) ? args.pre_gelu : Tensor();
   Tensor staged;
   if (aux.defined() && (s.n % 8 != 0 || alignment_of(aux.data_ptr()) < 16)) {
     Shape padded = aux.shape();
     padded.back() = round_up(s.n, 8);
     staged = Tensor::empty(padded, c.dtype(), c.device());
+    if (args.epilogue == GemmEpilogue::DGelu) backend_for(c.device()).copy(aux, staged.narrow(-1, 0, s.n));
   }
   void* aux_ptr = staged.defined() ? staged.data_ptr() : aux.defined() ? aux.data_ptr() : nullptr;
 
@@ -444,7 +462,8 @@ void CublasLtGemm::run(const Tensor& a, const Tensor& b, const Tensor& c, const 
     matmul(st.handle, plan, plan.algo, Operands{a.data_ptr(), b.data_ptr(), c.data_ptr(), alpha, beta},
            st.workspace, st.stream);
   }
-  if (staged.defined()) backend_for(c.device()).copy(staged.narrow(-1, 0, s.n), aux);
+  if (staged.defined() && args.epilogue != GemmEpilogue::DGelu)
+    backend_for(c.device()).copy(staged.narrow(-1, 0, s.n), aux);
 }
 
 }  // namespace tessera

@@ -81,7 +81,7 @@ class CudaBackend final : public Backend {
 
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale, const Tensor& out,
                  const Tensor& lse) override;
-  bool attention_reads_strided_inputs() const override { return true; }
+  bool attention_takes_strided_qkv() const override { return true; }
   void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                           const Tensor& dL_dout, bool causal, double scale, const Tensor& dL_dq, const Tensor& dL_dk,
                           const Tensor& dL_dv) override;

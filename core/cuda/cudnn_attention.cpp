@@ -68,18 +68,19 @@ struct Dims {
   // Element strides of q, k and v over their [B, T, heads] dims (D is contiguous): slices of a
   // packed QKV projection are read where they lie.
   std::array<int64_t, 9> input_strides;
+  // The same for dL_dq, dL_dk and dL_dv (backward only; zero in the forward): the gradients of
+  // packed QKV slices are written into the packed gradient.
+  std::array<int64_t, 9> grad_strides{};
 };
 
 cudnnDataType_t cudnn_type(DType dtype) { return dtype == DType::BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF; }
 
 // Contiguous [B, T, heads, D] storage seen as [B, heads, T, D].
 Shape bhtd_strides(int64_t T, int64_t heads, int64_t D) { return {T * heads * D, D, heads * D, 1}; }
-// An input with strides (b, t, head) (Dims::input_strides from `first`) seen as [B, heads, T, D]
-// and as its transpose [B, heads, D, T].
-Shape input_bhtd(const Dims& d, size_t first) {
-  const auto& s = d.input_strides;
-  return {s[first], s[first + 2], s[first + 1], 1};
-}
+// A tensor with strides (b, t, head) (three of Dims::input_strides or grad_strides, from
+// `first`) seen as [B, heads, T, D] and as its transpose [B, heads, D, T].
+Shape strided_bhtd(const std::array<int64_t, 9>& s, size_t first) { return {s[first], s[first + 2], s[first + 1], 1}; }
+Shape input_bhtd(const Dims& d, size_t first) { return strided_bhtd(d.input_strides, first); }
 Shape input_bhdt(const Dims& d, size_t first) {
   const auto& s = d.input_strides;
   return {s[first], s[first + 2], 1, s[first + 1]};
@@ -168,9 +169,9 @@ std::unique_ptr<OperationGraph> backward_graph(const Dims& d, bool causal, cudnn
   g.tensor(kDO, io, {B, H, Tq, D}, bhtd_strides(Tq, H, D));
   g.tensor(kStats, CUDNN_DATA_FLOAT, {B, H, Tq, 1}, {H * Tq, Tq, 1, 1});
   g.runtime_scalar(kScale);
-  g.tensor(kDQ, io, {B, H, Tq, D}, bhtd_strides(Tq, H, D));
-  g.tensor(kDK, io, {B, KV, Tk, D}, bhtd_strides(Tk, KV, D));
-  g.tensor(kDV, io, {B, KV, Tk, D}, bhtd_strides(Tk, KV, D));
+  g.tensor(kDQ, io, {B, H, Tq, D}, strided_bhtd(d.grad_strides, 0));
+  g.tensor(kDK, io, {B, KV, Tk, D}, strided_bhtd(d.grad_strides, 3));
+  g.tensor(kDV, io, {B, KV, Tk, D}, strided_bhtd(d.grad_strides, 6));
   g.tensor(kDelta, CUDNN_DATA_FLOAT, {B, H, Tq, 1}, {H * Tq, Tq, 1, 1});            // workspace
   g.tensor(kDQAccum, CUDNN_DATA_FLOAT, {B, H, Tq, D}, {H * Tq * D, Tq * D, D, 1});  // workspace
 
@@ -218,9 +219,9 @@ void check_arg(const char* kernel, const char* name, const Tensor& t, int device
            " must start on a 16-byte boundary for cuDNN (storage offset ", t.offset(), ")");
 }
 
-// An input cuDNN reads through strides: the head dim contiguous, every stride and the start
-// 16-byte aligned (what its fused engines load from).
-void check_strided_input(const char* kernel, const char* name, const Tensor& t, int device, DType dtype,
+// q, k, v or a gradient of them, which cuDNN reads or writes through strides: the head dim
+// contiguous, every stride and the start 16-byte aligned (what its fused engines access).
+void check_strided_operand(const char* kernel, const char* name, const Tensor& t, int device, DType dtype,
                          const Shape& shape) {
   cuda::check_on_device(kernel, name, t, device);
   TS_CHECK(t.dtype() == dtype && t.shape() == shape, kernel, ": expected ", name, " ", dtype_name(dtype), " ", shape,
@@ -229,7 +230,7 @@ void check_strided_input(const char* kernel, const char* name, const Tensor& t, 
   bool aligned = t.strides()[3] == 1 && reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
   for (int dim = 0; dim < 3; ++dim) aligned = aligned && t.strides()[size_t(dim)] % per_16_bytes == 0;
   TS_CHECK(aligned, kernel, ": ", name, " ", t.shape(), " with strides ", t.strides(), " (storage offset ", t.offset(),
-           ") cannot be read by cuDNN: the head dim must be contiguous and the other strides and the start 16-byte "
+           ") cannot be accessed by cuDNN: the head dim must be contiguous and the other strides and the start 16-byte "
            "aligned; pass a contiguous copy");
 }
 
@@ -255,9 +256,9 @@ Dims attention_dims(const char* kernel, const Tensor& q, const Tensor& k, int de
 // attention_dims, with q, k and v checked as strided inputs and their strides recorded.
 Dims input_dims(const char* kernel, const Tensor& q, const Tensor& k, const Tensor& v, int device) {
   Dims d = attention_dims(kernel, q, k, device);
-  check_strided_input(kernel, "q", q, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
-  check_strided_input(kernel, "k", k, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
-  check_strided_input(kernel, "v", v, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  check_strided_operand(kernel, "q", q, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
+  check_strided_operand(kernel, "k", k, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  check_strided_operand(kernel, "v", v, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
   size_t i = 0;
   for (const Tensor* t : {&q, &k, &v})
     for (int dim = 0; dim < 3; ++dim) d.input_strides[i++] = t->strides()[size_t(dim)];
@@ -283,9 +284,9 @@ size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 }  // namespace
 
-// (B, Tq, Tk, H, KV, D, input strides, causal, dtype, backward) -> finalized plan.
-using PlanKey =
-    std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, std::array<int64_t, 9>, bool, DType, bool>;
+// (B, Tq, Tk, H, KV, D, input strides, gradient strides, causal, dtype, backward) -> finalized plan.
+using PlanKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, std::array<int64_t, 9>,
+                           std::array<int64_t, 9>, bool, DType, bool>;
 
 struct CudnnAttention::State {
   int device;
@@ -311,7 +312,7 @@ struct CudnnAttention::State {
   }
 
   const OperationGraph& plan(const char* kernel, const Dims& d, bool causal, DType dtype, bool backward) {
-    PlanKey key{d.B, d.Tq, d.Tk, d.H, d.KV, d.D, d.input_strides, causal, dtype, backward};
+    PlanKey key{d.B, d.Tq, d.Tk, d.H, d.KV, d.D, d.input_strides, d.grad_strides, causal, dtype, backward};
     auto it = plans.find(key);
     if (it != plans.end()) return *it->second;
     CudaDeviceGuard guard(device);
@@ -366,13 +367,16 @@ void CudnnAttention::backward(const Tensor& q, const Tensor& k, const Tensor& v,
   constexpr const char* kernel = "attention_backward";
   const int device = state_->device;
   CudaDeviceGuard guard(device);  // cuDNN launches on the current device, whatever its stream's
-  const Dims d = input_dims(kernel, q, k, v, device);
+  Dims d = input_dims(kernel, q, k, v, device);
   check_arg(kernel, "out", out, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
   check_arg(kernel, "lse", lse, device, DType::F32, {d.B, d.H, d.Tq});
   check_arg(kernel, "dL_dout", dL_dout, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
-  check_arg(kernel, "dL_dq", dL_dq, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
-  check_arg(kernel, "dL_dk", dL_dk, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
-  check_arg(kernel, "dL_dv", dL_dv, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  check_strided_operand(kernel, "dL_dq", dL_dq, device, q.dtype(), {d.B, d.Tq, d.H, d.D});
+  check_strided_operand(kernel, "dL_dk", dL_dk, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  check_strided_operand(kernel, "dL_dv", dL_dv, device, q.dtype(), {d.B, d.Tk, d.KV, d.D});
+  size_t i = 0;
+  for (const Tensor* t : {&dL_dq, &dL_dk, &dL_dv})
+    for (int dim = 0; dim < 3; ++dim) d.grad_strides[i++] = t->strides()[size_t(dim)];
 
   const bool masked = needs_causal_mask(kernel, d, causal);
   const OperationGraph& plan = state_->plan(kernel, d, masked, q.dtype(), /*backward=*/true);

@@ -14,7 +14,8 @@ using Grads = std::vector<Tensor>;
 using Needs = std::vector<bool>;
 
 // op(a) @ op(b) (+ bias) for 3-D contiguous a, b (a batch of 1 broadcasts) into a new tensor.
-Tensor gemm_new(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, const Tensor& bias = {}) {
+Tensor gemm_new(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, const Tensor& bias = {},
+               const Tensor& dgelu_of = {}) {
   int64_t batch = std::max(a.size(0), b.size(0));
   int64_t m = trans_a ? a.size(2) : a.size(1);
   int64_t n = trans_b ? b.size(1) : b.size(2);
@@ -25,6 +26,10 @@ Tensor gemm_new(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, co
   if (bias.defined()) {
     args.epilogue = GemmEpilogue::Bias;
     args.bias = bias;
+  }
+  if (dgelu_of.defined()) {  // c = gelu'(dgelu_of) * ab
+    args.epilogue = GemmEpilogue::DGelu;
+    args.pre_gelu = dgelu_of;
   }
   backend_for(a.device()).gemm(a, b, c, args);
   return c;
@@ -156,12 +161,8 @@ Tensor linear_of_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias)
                      Backend& backend = backend_for(x3.device());
                      Tensor g3 = g[0].contiguous().view({1, rows, out_features});
                      Tensor dL_dx, dL_dw;
-                     if (need[0]) {
-                       Tensor dL_da = gemm_new(g3, w3, false, false);
-                       dL_dx = Tensor::empty(x3.shape(), x3.dtype(), x3.device());
-                       backend.unary_backward(UnaryOp::Gelu, x3, dL_da, dL_dx);
-                       dL_dx = dL_dx.view(x_shape);
-                     }
+                     // d/dx = gelu'(x) * (g w): the GELU gradient in the GEMM's epilogue.
+                     if (need[0]) dL_dx = gemm_new(g3, w3, false, false, {}, x3).view(x_shape);
                      if (need[1]) {
                        Tensor a3 = Tensor::empty(x3.shape(), x3.dtype(), x3.device());
                        backend.unary(UnaryOp::Gelu, x3, a3);

@@ -259,7 +259,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   if (scale <= 0.0) scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
   int64_t b = q.size(0), t = q.size(1), h = q.size(2);
   // Slices of a packed QKV projection go to the backend as they are where it reads strides.
-  const bool strided = backend_for(q.device()).attention_reads_strided_inputs();
+  const bool strided = backend_for(q.device()).attention_takes_strided_qkv();
   auto input = [strided](const Tensor& x) { return strided && x.strides()[3] == 1 ? x.detach() : x.detach().contiguous(); };
   Tensor qc = input(q), kc = input(k), vc = input(v);
   Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
@@ -274,6 +274,35 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                                                 dL_dq, dL_dk, dL_dv);
     return Grads{dL_dq, dL_dk, dL_dv};
   });
+}
+
+Tensor packed_qkv_attention(const Tensor& qkv, bool causal, double scale) {
+  constexpr std::string_view op = "packed_qkv_attention";
+  check_defined(op, qkv, "qkv");
+  check_dim(op, qkv, 5, "qkv [B, T, H, 3, D]");
+  TS_CHECK(qkv.size(3) == 3, op, ": qkv ", qkv.shape(), " must hold 3 slices (query, key, value) in dim 3");
+  auto slice = [](const Tensor& packed, int64_t i) { return packed.narrow(3, i, 1).squeeze(3); };
+  if (!backend_for(qkv.device()).attention_takes_strided_qkv() || !qkv.is_contiguous()) {
+    return scaled_dot_product_attention(slice(qkv, 0), slice(qkv, 1), slice(qkv, 2), causal, scale);
+  }
+  if (scale <= 0.0) scale = 1.0 / std::sqrt(static_cast<double>(qkv.size(4)));
+  Tensor packed = qkv.detach();
+  Tensor q = slice(packed, 0), k = slice(packed, 1), v = slice(packed, 2);
+  const int64_t b = q.size(0), t = q.size(1), h = q.size(2);
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
+  Tensor lse = Tensor::empty({b, h, t}, stats_dtype(q.dtype()), q.device());
+  backend_for(q.device()).attention(q, k, v, causal, scale, out, lse);
+  Tensor out_saved = out.detach();  // a separate handle: capturing `out` itself would make a cycle
+  return record_op("packed_qkv_attention", {qkv}, out,
+                   [packed, out_saved, lse, causal, scale, slice](const Grads& g, const Needs&) {
+                     // The three gradients fill the packed gradient exactly: no zeroing, no copies.
+                     Tensor dL_dqkv = Tensor::empty(packed.shape(), packed.dtype(), packed.device());
+                     backend_for(packed.device())
+                         .attention_backward(slice(packed, 0), slice(packed, 1), slice(packed, 2), out_saved, lse,
+                                             g[0].contiguous(), causal, scale, slice(dL_dqkv, 0), slice(dL_dqkv, 1),
+                                             slice(dL_dqkv, 2));
+                     return Grads{dL_dqkv};
+                   });
 }
 
 std::pair<Tensor, Tensor> rope_tables(int64_t seq_len, int64_t head_dim, double theta, const RopeScaling& scaling,

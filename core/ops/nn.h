@@ -52,6 +52,13 @@ Tensor dropout(const Tensor& x, double p, Generator& generator, bool training = 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     bool causal = true, double scale = 0.0);
 
+// Causal-or-not self-attention over a packed multi-head QKV projection qkv [B, T, H, 3, D] (per
+// head its query, key and value; GPT-2's layout): equal to scaled_dot_product_attention on the
+// three slices. Where the backend takes strided q/k/v (Backend::attention_takes_strided_qkv) it
+// reads the slices in place and writes their gradients straight into one packed gradient, with
+// no split/concatenate copies; elsewhere it is that composition.
+Tensor packed_qkv_attention(const Tensor& qkv, bool causal = true, double scale = 0.0);
+
 // Llama-3 style frequency scaling of the rotary embedding (factor 0 = off).
 struct RopeScaling {
   double factor = 0.0;

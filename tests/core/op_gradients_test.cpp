@@ -90,6 +90,7 @@ std::vector<OpCase> op_cases() {
       {"softmax", {{{3, 5}}}, [](V x) { return softmax(x[0]); }},
       {"linear_of_gelu", {{{2, 3, 4}}, {{5, 4}}, {{5}}}, [](V x) { return linear_of_gelu(x[0], x[1], x[2]); }},
       {"linear_of_gelu_no_bias", {{{3, 4}}, {{2, 4}}}, [](V x) { return linear_of_gelu(x[0], x[1]); }},
+      {"packed_qkv_attention", {{{2, 4, 2, 3, 4}}}, [](V x) { return packed_qkv_attention(x[0]); }},
       {"cross_entropy_mean_ignore_mask", {{{2, 3, 7}}}, [](V x) {
          CrossEntropyOptions options;
          options.ignore_index = -1;

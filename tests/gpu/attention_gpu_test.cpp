@@ -244,8 +244,9 @@ TEST(GpuAttention, DecodeStepPlanCostPrint) {
 }
 
 // q, k and v as slices of one packed [B, T, H, 3, D] projection (GPT-2's QKV layout) are read in
-// place through their strides; the output and the packed gradient equal those of contiguous
-// copies of the same slices.
+// place through their strides, and packed_qkv_attention also writes their gradients in place into
+// the packed gradient; the output and the packed gradient equal those of contiguous copies of the
+// same slices.
 TEST(GpuAttention, PackedQkvSlicesMatchContiguousCopies) {
   TS_REQUIRE_GPU();
   Generator g(11);
@@ -255,6 +256,11 @@ TEST(GpuAttention, PackedQkvSlicesMatchContiguousCopies) {
   auto run = [&](bool copies) {
     Tensor qkv = packed_host.to(kGpu);
     qkv.set_requires_grad(true);
+    if (!copies) {
+      Tensor out = packed_qkv_attention(qkv, /*causal=*/true);
+      out.backward(dout_host.to(kGpu));
+      return std::make_pair(out.to(kCpu), qkv.grad().to(kCpu));
+    }
     std::vector<Tensor> parts = split(qkv, {1, 1, 1}, 3);
     std::vector<Tensor> qkv_parts;
     for (const Tensor& part : parts) qkv_parts.push_back(copies ? part.squeeze(3).contiguous() : part.squeeze(3));

@@ -176,6 +176,33 @@ TEST(GpuGemm, EveryEpilogueMatchesTheCpu) {
   }
 }
 
+// The GELU gradient fused into the GEMM (the backward of linear_of_gelu): cuBLASLt's DGELU
+// epilogue reads the saved pre-activation; N = 37 reads it through a padded copy.
+TEST(GpuGemm, DgeluEpilogueMatchesTheCpu) {
+  TS_REQUIRE_GPU();
+  ErrorLog log("dgelu epilogue");
+  Generator g(6);
+  const int64_t M = 33, K = 64;
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16, DType::F64}) {
+    for (int64_t N : {40, 37}) {
+      for (int64_t batch_b : {1, 2}) {
+        Tensor a = normal({2, M, K}, g, dtype, 0.25), b = normal({batch_b, K, N}, g, dtype, 0.25);
+        Tensor pre = normal({2, M, N}, g, dtype, 2.0);
+        auto run = [&](Device device) {
+          GemmArgs args;
+          args.epilogue = GemmEpilogue::DGelu;
+          args.pre_gelu = pre.to(device);
+          Tensor c = testing::poisoned({2, M, N}, dtype, device);
+          backend_for(device).gemm(a.to(device), b.to(device), c, args);
+          return c.to(kCpu);
+        };
+        log.check(std::string(dtype_name(dtype)) + " dgelu", run(kGpu), run(kCpu), testing::tolerance_for(dtype),
+                  "N " + std::to_string(N) + " batch_b " + std::to_string(batch_b));
+      }
+    }
+  }
+}
+
 TEST(GpuGemm, OddShapesMatchTheCpu) {
   TS_REQUIRE_GPU();
   ErrorLog log("odd shapes");
