@@ -15,6 +15,7 @@
 // the rank. Communicators are passed explicitly; there is no global group.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,6 +38,11 @@ class WorkHandle {
   virtual ~WorkHandle() = default;
   virtual void wait() = 0;
   virtual bool is_completed() = 0;
+  // For a stream-ordered backend (NCCL), whose wait() only orders the compute stream after the
+  // operation: a thread-safe, non-blocking query of whether the device has finished it (the flight
+  // recorder polls it, so that a hang inside the operation shows as an operation in flight).
+  // Empty where wait() returns only once the operation is done (MPI).
+  virtual std::function<bool()> device_completion() const { return {}; }
 };
 
 // One send or receive of a batch_send_recv. `tensor` is read (Send) or written (Recv); it is

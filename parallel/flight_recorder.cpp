@@ -214,6 +214,37 @@ void FlightRecorder::set_state(uint64_t id, OpState state, std::string error) {
   record.error = std::move(error);
 }
 
+void FlightRecorder::set_device_pending(uint64_t id, std::function<bool()> finished) {
+  std::lock_guard lock(mutex_);
+  OpRecord& record = ring_[id % ring_.size()];
+  if (record.id != id || id >= next_id_) return;  // evicted
+  record.state = OpState::Scheduled;
+  device_pending_[id] = std::move(finished);
+}
+
+void FlightRecorder::poll_device_completions() {
+  std::vector<std::pair<uint64_t, std::function<bool()>>> pending;
+  {
+    std::lock_guard lock(mutex_);
+    pending.assign(device_pending_.begin(), device_pending_.end());
+  }
+  // The queries run outside the lock (they call into the driver).
+  std::vector<uint64_t> finished;
+  for (const auto& [id, query] : pending)
+    if (query()) finished.push_back(id);
+  std::lock_guard lock(mutex_);
+  for (uint64_t id : finished) {
+    device_pending_.erase(id);
+    OpRecord& record = ring_[id % ring_.size()];
+    if (record.id != id || record.state != OpState::Scheduled) continue;  // evicted or failed meanwhile
+    record.state = OpState::Completed;
+    record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - record.started_at).count();
+  }
+  // Entries the ring evicted are no longer watched.
+  const uint64_t first = next_id_ > ring_.size() ? next_id_ - ring_.size() : 0;
+  device_pending_.erase(device_pending_.begin(), device_pending_.lower_bound(first));
+}
+
 std::optional<std::pair<OpRecord, GroupRecord>> FlightRecorder::oldest_in_flight() const {
   std::lock_guard lock(mutex_);
   const OpRecord* oldest = nullptr;

@@ -24,6 +24,8 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -117,6 +119,14 @@ class FlightRecorder {
   // Moves an entry to Scheduled, Completed or Failed (`error` for Failed). An evicted id is
   // ignored.
   void set_state(uint64_t id, OpState state, std::string error = {});
+  // Keeps an entry Scheduled until `finished` (WorkHandle::device_completion: non-blocking,
+  // thread-safe) says the device has run it, as poll_device_completions() finds: a stream-
+  // ordered backend's wait() returns before that, and a hang inside the operation shows only
+  // on the device.
+  void set_device_pending(uint64_t id, std::function<bool()> finished);
+  // Completes every device-pending entry whose query says it has finished (the watchdog calls
+  // this every poll; the recorded duration is then accurate to the poll interval).
+  void poll_device_completions();
 
   // The oldest entry still in flight and its group, if any.
   std::optional<std::pair<OpRecord, GroupRecord>> oldest_in_flight() const;
@@ -131,6 +141,7 @@ class FlightRecorder {
   std::vector<GroupRecord> groups_;
   std::vector<OpRecord> ring_;  // slot = id % capacity
   uint64_t next_id_ = 0;
+  std::map<uint64_t, std::function<bool()>> device_pending_;  // id -> has the device finished it?
 };
 
 // "rank_<rank>.json"

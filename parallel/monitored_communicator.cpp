@@ -49,7 +49,8 @@ int register_group(Communicator& comm, FlightRecorder& recorder) {
 }
 
 // Wraps the inner backend's handle; its completion is recorded the first time it is observed,
-// for every entry it stands for (one, or a batch's operations).
+// for every entry it stands for (one, or a batch's operations). After wait() on a stream-ordered
+// backend the entries stay in flight until the device has run them (the watchdog polls).
 class MonitoredWork final : public WorkHandle {
  public:
   MonitoredWork(std::unique_ptr<WorkHandle> inner, std::shared_ptr<FlightRecorder> recorder, std::vector<uint64_t> ids)
@@ -70,7 +71,13 @@ class MonitoredWork final : public WorkHandle {
       finish(OpState::Failed, error.what());
       throw;
     }
-    finish(OpState::Completed);
+    std::function<bool()> on_device = inner_->device_completion();
+    if (!on_device) {
+      finish(OpState::Completed);
+      return;
+    }
+    finished_ = true;
+    for (uint64_t id : ids_) recorder_->set_device_pending(id, on_device);
   }
   bool is_completed() override {
     if (finished_) return true;
@@ -140,16 +147,14 @@ std::unique_ptr<Communicator> MonitoredCommunicator::split(int color, int key, s
   return child;
 }
 
-void MonitoredCommunicator::all_reduce(Tensor& tensor, ReduceOp op) {
-  run(describe_reduction("all_reduce", {&tensor}, op), [&] { inner_->all_reduce(tensor, op); });
-}
+// The blocking collectives go through the async path: on a stream-ordered backend their entries
+// then stay in flight until the device has run them.
+void MonitoredCommunicator::all_reduce(Tensor& tensor, ReduceOp op) { all_reduce_async(tensor, op)->wait(); }
 
-void MonitoredCommunicator::all_gather(const Tensor& in, Tensor& out) {
-  run(describe("all_gather", {&in, &out}), [&] { inner_->all_gather(in, out); });
-}
+void MonitoredCommunicator::all_gather(const Tensor& in, Tensor& out) { all_gather_async(in, out)->wait(); }
 
 void MonitoredCommunicator::reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op) {
-  run(describe_reduction("reduce_scatter", {&in, &out}, op), [&] { inner_->reduce_scatter(in, out, op); });
+  reduce_scatter_async(in, out, op)->wait();
 }
 
 void MonitoredCommunicator::broadcast(Tensor& tensor, int root) {

@@ -169,8 +169,8 @@ class NcclWork final : public WorkHandle {
  public:
   // Called with the state's device current (the event belongs to it).
   NcclWork(std::shared_ptr<State> state, std::string_view op, std::vector<Tensor> buffers)
-      : state_(std::move(state)), op_(op), buffers_(std::move(buffers)) {
-    done_.record(state_->stream.get());
+      : state_(std::move(state)), op_(op), buffers_(std::move(buffers)), done_(std::make_shared<CudaEvent>()) {
+    done_->record(state_->stream.get());
   }
   ~NcclWork() override {
     if (finished_) return;
@@ -185,14 +185,17 @@ class NcclWork final : public WorkHandle {
     state_->check_not_aborted(op_);
   }
   bool is_completed() override {
-    if (!finished_ && done_.query()) finish();
+    if (!finished_ && done_->query()) finish();
     return finished_;
+  }
+  std::function<bool()> device_completion() const override {
+    return [done = done_] { return done->query(); };
   }
 
  private:
   void finish() {
     CudaDeviceGuard guard(state_->device);
-    done_.wait_on(cuda_backend(state_->device).stream());
+    done_->wait_on(cuda_backend(state_->device).stream());
     buffers_.clear();
     finished_ = true;
   }
@@ -200,7 +203,7 @@ class NcclWork final : public WorkHandle {
   std::shared_ptr<State> state_;
   std::string op_;
   std::vector<Tensor> buffers_;
-  CudaEvent done_;
+  std::shared_ptr<CudaEvent> done_;  // shared with device_completion()'s query
   bool finished_ = false;
 };
 

@@ -67,7 +67,7 @@ std::string seconds_text(double seconds) {
 
 }  // namespace
 
-Watchdog::Watchdog(std::shared_ptr<const FlightRecorder> recorder, WatchdogOptions options)
+Watchdog::Watchdog(std::shared_ptr<FlightRecorder> recorder, WatchdogOptions options)
     : recorder_(std::move(recorder)), options_(std::move(options)), timeout_ms_(options_.timeout.count()) {
   TS_CHECK(recorder_ != nullptr, "Watchdog: needs the flight recorder to watch");
   TS_CHECK(static_cast<bool>(options_.abort),
@@ -141,6 +141,7 @@ void Watchdog::loop() {
     try {
       check_signals();
       check_dump_request();
+      recorder_->poll_device_completions();
       check_timeout();
     } catch (const std::exception& error) {
       log(detail::concat("watchdog: rank ", recorder_->global_rank(), ": ", error.what()));

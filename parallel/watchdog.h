@@ -1,6 +1,7 @@
 // Watchdog: a background thread that turns a hang into a diagnosis and an exit.
 //
-// Every poll_interval it looks at the FlightRecorder's oldest operation in flight. When one has
+// Every poll_interval it asks the device which enqueued operations have finished
+// (FlightRecorder::poll_device_completions), then looks at the oldest operation in flight. When one has
 // been in flight longer than the timeout, it logs one line naming the operation, its sequence
 // number, its group (name, group rank, members), this rank and the time waited, then aborts the
 // job through abort_job():
@@ -51,7 +52,7 @@ struct WatchdogOptions {
 
 class Watchdog {
  public:
-  Watchdog(std::shared_ptr<const FlightRecorder> recorder, WatchdogOptions options);
+  Watchdog(std::shared_ptr<FlightRecorder> recorder, WatchdogOptions options);
   ~Watchdog();  // stops the thread, restores the signal handlers
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
@@ -71,7 +72,7 @@ class Watchdog {
   void check_dump_request();
   void log(const std::string& line) const;
 
-  std::shared_ptr<const FlightRecorder> recorder_;
+  std::shared_ptr<FlightRecorder> recorder_;  // read, and told which device operations finished
   WatchdogOptions options_;
   std::atomic<int64_t> timeout_ms_;
   bool timed_out_ = false;    // watchdog thread only

@@ -162,6 +162,37 @@ TEST(WatchdogTest, CompletedCallsNeverTrigger) {
   EXPECT_EQ(aborted.wait_for(0s), std::future_status::timeout);
 }
 
+// A stream-ordered backend (NCCL) returns from wait() before the device has run the operation:
+// the entry stays in flight until its device query says done, so a hang on the device times out
+// naming it, and an operation the device finishes in time completes.
+TEST(WatchdogTest, OperationsPendingOnTheDeviceAreWatchedUntilTheDeviceFinishesThem) {
+  SharedFolder folder;
+  auto recorder = recorder_with_dp_group();
+  std::atomic<bool> first_done{false};
+  const uint64_t finished_later = recorder->start(0, all_reduce_record());
+  recorder->set_device_pending(finished_later, [&first_done] { return first_done.load(); });
+  const uint64_t hung = recorder->start(0, all_reduce_record());
+  recorder->set_device_pending(hung, [] { return false; });
+  recorder->poll_device_completions();
+  ASSERT_TRUE(recorder->oldest_in_flight().has_value());
+  EXPECT_EQ(recorder->oldest_in_flight()->first.id, finished_later);
+  EXPECT_EQ(recorder->oldest_in_flight()->first.state, OpState::Scheduled);
+  first_done = true;
+  recorder->poll_device_completions();
+  EXPECT_EQ(recorder->snapshot("test").records[0].state, OpState::Completed);
+  ASSERT_TRUE(recorder->oldest_in_flight().has_value());
+  EXPECT_EQ(recorder->oldest_in_flight()->first.id, hung);
+
+  Captured captured;
+  WatchdogOptions options = fast_options(folder.path() / ("device_" + std::to_string(world_rank())), captured);
+  options.dump_grace = 0ms;
+  std::future<std::string> aborted = captured.aborted.get_future();
+  Watchdog watchdog(recorder, options);
+  watchdog.set_timeout(200ms);
+  ASSERT_EQ(aborted.wait_for(20s), std::future_status::ready);
+  EXPECT_NE(aborted.get().find("all_reduce #1 (sum, f32 [16]) on group 'dp'"), std::string::npos);
+}
+
 TEST(WatchdogTest, DumpRequestReachesEveryRankAndStaleDumpsAreRemoved) {
   SharedFolder folder;
   std::filesystem::path own = folder.path() / flight_dump_file_name(world_rank());
