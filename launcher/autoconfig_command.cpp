@@ -75,18 +75,21 @@ std::string header(const AutoconfigCommandOptions& o, const Job& job, const Eval
   return text;
 }
 
-// The median tokens/s of a run's logged steps after the first (warm-up: allocation, plan caches).
-double measured_rate(const std::filesystem::path& metrics) {
+// From a run's metrics: the median tokens/s of the logged steps after the first (warm-up:
+// allocation, plan caches) and the largest per-step peak memory of any step.
+void read_measurement(const std::filesystem::path& metrics, MeasuredLayout& m) {
   std::ifstream in(metrics);
   std::vector<double> rates;
   for (std::string line; std::getline(in, line);) {
     const nlohmann::json entry = nlohmann::json::parse(line, nullptr, false);
-    if (entry.is_object() && entry.contains("tokens_per_second") && entry.value("step", 0) > 1)
+    if (!entry.is_object()) continue;
+    if (entry.contains("tokens_per_second") && entry.value("step", 0) > 1)
       rates.push_back(entry["tokens_per_second"].get<double>());
+    m.peak_memory_bytes = std::max(m.peak_memory_bytes, entry.value("peak_memory_bytes", 0.0));
   }
-  if (rates.empty()) return 0;
+  if (rates.empty()) return;
   std::sort(rates.begin(), rates.end());
-  return rates[rates.size() / 2];
+  m.tokens_per_second = rates[rates.size() / 2];
 }
 
 std::string last_line(const std::filesystem::path& log) {
@@ -127,8 +130,8 @@ std::vector<MeasuredLayout> measure_layouts(const AutoconfigCommandOptions& o, c
                                             exe, recipe.string(), log.string());
     fmt::print("measuring #{} ({}) for {} steps ...\n", i + 1, top[i].candidate.describe(), o.measure_steps);
     std::fflush(stdout);
-    MeasuredLayout m{top[i], 0.0, ""};
-    if (std::system(command.c_str()) == 0) m.tokens_per_second = measured_rate(run_dir / "metrics.jsonl");
+    MeasuredLayout m{top[i], 0.0, 0.0, ""};
+    if (std::system(command.c_str()) == 0) read_measurement(run_dir / "metrics.jsonl", m);
     if (m.tokens_per_second == 0) m.failure = last_line(log);
     measured.push_back(std::move(m));
   }
@@ -140,14 +143,18 @@ std::vector<MeasuredLayout> measure_layouts(const AutoconfigCommandOptions& o, c
 }
 
 std::string measured_table(const std::vector<MeasuredLayout>& measured) {
-  std::string out = fmt::format("measured (ranked by measured tokens/s):\n{:>2}  {:<55} {:>12} {:>12} {:>9}\n", "#",
-                                "layout", "predicted", "measured", "ratio");
+  constexpr double gib = double(1 << 30);
+  std::string out = fmt::format(
+      "measured (ranked by measured tokens/s; peak memory per GPU):\n{:>2}  {:<55} {:>12} {:>12} {:>9} {:>10} {:>10}\n",
+      "#", "layout", "predicted", "measured", "ratio", "pred GiB", "meas GiB");
   for (size_t i = 0; i < measured.size(); ++i) {
     const MeasuredLayout& m = measured[i];
     const double predicted = m.predicted.time.tokens_per_second;
     out += m.tokens_per_second > 0
-               ? fmt::format("{:>2}  {:<55} {:>12.0f} {:>12.0f} {:>9.2f}\n", i + 1, m.predicted.candidate.describe(),
-                             predicted, m.tokens_per_second, m.tokens_per_second / predicted)
+               ? fmt::format("{:>2}  {:<55} {:>12.0f} {:>12.0f} {:>9.2f} {:>10.2f} {:>10.2f}\n", i + 1,
+                             m.predicted.candidate.describe(), predicted, m.tokens_per_second,
+                             m.tokens_per_second / predicted, m.predicted.memory.peak() / gib,
+                             m.peak_memory_bytes / gib)
                : fmt::format("{:>2}  {:<55} {:>12.0f} {:>12} failed: {}\n", i + 1, m.predicted.candidate.describe(),
                              predicted, "-", m.failure);
   }

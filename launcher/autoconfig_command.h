@@ -48,6 +48,7 @@ struct AutoconfigCommandOptions {
 struct MeasuredLayout {
   autoconfig::Evaluated predicted;
   double tokens_per_second = 0;  // 0 when the run failed
+  double peak_memory_bytes = 0;  // the largest per-step peak the run logged (the memory model's check)
   std::string failure;           // the failed run's last log line
 };
 

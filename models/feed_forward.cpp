@@ -30,12 +30,15 @@ FeedForward::FeedForward(const TransformerConfig& config, Generator& generator, 
 }
 
 Tensor FeedForward::forward(const Tensor& x) const {
-  Tensor h = fc1_->forward(x);
   if (activation_ == Activation::SwiGLU) {
+    Tensor h = fc1_->forward(x);
     std::vector<Tensor> gate_up = split(h, {local_ffn_, local_ffn_}, -1);
     return fc2_->forward(swiglu(gate_up[0], gate_up[1]));
   }
-  return fc2_->forward_of_gelu(h);  // keeps h, recomputes gelu(h) in the backward
+  // fc1's GEMM also applies the GELU in its epilogue; fc2 keeps h, not gelu(h), for the
+  // backward, which recomputes gelu(h) (core/ops linear_of_gelu).
+  LinearAndGelu h = fc1_->forward_and_gelu(x);
+  return fc2_->forward_of_gelu(h.pre_activation, h.activation);
 }
 
 std::vector<Tensor> FeedForward::replicated_parameters() const {

@@ -68,18 +68,22 @@ ColumnParallelLinear::ColumnParallelLinear(int64_t in_features, int64_t out_feat
   }
 }
 
+Tensor ColumnParallelLinear::full_input(const Tensor& x) const {
+  if (tp_ == nullptr) return x;
+  return options_.sequence_parallel ? gather_from_sequence_parallel(x, *tp_, options_.sequence_dim)
+                                    : copy_to_tensor_parallel(x, *tp_);
+}
+
 Tensor ColumnParallelLinear::forward(const Tensor& x) const {
-  Tensor y;
-  if (tp_ == nullptr) {
-    y = linear(x, weight_, bias_);
-  } else {
-    Tensor x_full = options_.sequence_parallel ? gather_from_sequence_parallel(x, *tp_, options_.sequence_dim)
-                                               : copy_to_tensor_parallel(x, *tp_);
-    y = linear(x_full, weight_, bias_);
-  }
+  Tensor y = linear(full_input(x), weight_, bias_);
   // The adapter takes x as it came (replicated or a sequence shard) and enters the tp region itself.
   if (lora_ && lora_->active()) y = y + lora_->forward(x);
   return tp_ != nullptr && options_.gather_output ? gather_from_tensor_parallel(y, *tp_) : y;
+}
+
+LinearAndGelu ColumnParallelLinear::forward_and_gelu(const Tensor& x) const {
+  if ((lora_ && lora_->active()) || (tp_ != nullptr && options_.gather_output)) return {forward(x), Tensor()};
+  return linear_and_gelu(full_input(x), weight_, bias_);
 }
 
 LoraAdapter& ColumnParallelLinear::attach_lora(Generator& init, Generator* dropout_generator,
@@ -109,11 +113,15 @@ RowParallelLinear::RowParallelLinear(int64_t in_features, int64_t out_features, 
 
 Tensor RowParallelLinear::forward(const Tensor& x) const { return forward_with(x, false); }
 
-Tensor RowParallelLinear::forward_of_gelu(const Tensor& x) const { return forward_with(x, true); }
+Tensor RowParallelLinear::forward_of_gelu(const Tensor& x, const Tensor& gelu_of_x) const {
+  return forward_with(x, true, gelu_of_x);
+}
 
-Tensor RowParallelLinear::forward_with(const Tensor& x, bool gelu_first) const {
-  auto product = [gelu_first](const Tensor& in, const Tensor& weight, const Tensor& bias) {
-    return gelu_first ? linear_of_gelu(in, weight, bias) : linear(in, weight, bias);
+Tensor RowParallelLinear::forward_with(const Tensor& x, bool gelu_first, const Tensor& gelu_of_x) const {
+  // gelu_of_x is of x as given: it stands for the product's input only where that is x itself.
+  const Tensor known_gelu = tp_ == nullptr || options_.input_is_parallel ? gelu_of_x : Tensor();
+  auto product = [gelu_first, &known_gelu](const Tensor& in, const Tensor& weight, const Tensor& bias) {
+    return gelu_first ? linear_of_gelu(in, weight, bias, known_gelu) : linear(in, weight, bias);
   };
   const bool adapted = lora_ && lora_->active();
   if (tp_ == nullptr) {

@@ -29,6 +29,7 @@
 #include <memory>
 
 #include "core/nn/layers.h"
+#include "core/ops/linalg.h"
 #include "core/random.h"
 #include "parallel/lora.h"
 
@@ -60,6 +61,10 @@ class ColumnParallelLinear : public Module {
   ColumnParallelLinear(int64_t in_features, int64_t out_features, Communicator* tp, Generator& generator,
                        ColumnParallelOptions options = {});
   Tensor forward(const Tensor& x) const;
+  // forward(x) and its GELU from one GEMM (core/ops linear_and_gelu), for a RowParallelLinear's
+  // forward_of_gelu. The activation is left undefined (the row layer then computes it) where
+  // the GEMM's output is not forward's: with gather_output or an active adapter.
+  LinearAndGelu forward_and_gelu(const Tensor& x) const;
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }
   // Adds a LoRA adapter (once); its A is drawn from `init`, dropout from `dropout_generator`.
@@ -67,6 +72,8 @@ class ColumnParallelLinear : public Module {
   LoraAdapter* lora() const { return lora_.get(); }  // null without an adapter
 
  private:
+  // x as the local GEMM reads it: replicated into the tp region, or the whole sequence gathered.
+  Tensor full_input(const Tensor& x) const;
   Communicator* tp_;
   ColumnParallelOptions options_;
   std::shared_ptr<LoraAdapter> lora_;
@@ -80,7 +87,8 @@ class RowParallelLinear : public Module {
                     RowParallelOptions options = {});
   Tensor forward(const Tensor& x) const;
   // forward(gelu(x)), keeping x rather than gelu(x) for the backward (core/ops linear_of_gelu).
-  Tensor forward_of_gelu(const Tensor& x) const;
+  // gelu_of_x: gelu(x) if the caller has it (ColumnParallelLinear::forward_and_gelu).
+  Tensor forward_of_gelu(const Tensor& x, const Tensor& gelu_of_x = {}) const;
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }
   // As ColumnParallelLinear::attach_lora. With forward_of_gelu the adapter sees gelu(x).
@@ -88,7 +96,7 @@ class RowParallelLinear : public Module {
   LoraAdapter* lora() const { return lora_.get(); }
 
  private:
-  Tensor forward_with(const Tensor& x, bool gelu_first) const;
+  Tensor forward_with(const Tensor& x, bool gelu_first, const Tensor& gelu_of_x = {}) const;
   Communicator* tp_;
   RowParallelOptions options_;
   std::shared_ptr<LoraAdapter> lora_;

@@ -122,40 +122,73 @@ void check_linear_args(std::string_view op, const Tensor& x, const Tensor& weigh
 
 }  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_linear_args("linear", x, weight, bias);
+namespace {
+
+// x and weight as the GEMM operands [1, rows, in] and [1, out, in].
+struct LinearOperands {
+  Tensor x3, w3;
+  int64_t rows, out_features;
+  Shape out_shape;
+};
+
+LinearOperands linear_operands(const Tensor& x, const Tensor& weight) {
   int64_t in = weight.size(1), out_features = weight.size(0);
   int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
-  Tensor x3 = x.detach().contiguous().view({1, rows, in});
-  Tensor w3 = weight.detach().contiguous().view({1, out_features, in});
-  Tensor y = gemm_new(x3, w3, false, true, bias.defined() ? bias.detach().contiguous() : Tensor());
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
-  y = y.view(out_shape);
-  return record_op("linear", {x, weight, bias}, y, [x3, w3, x_shape = x.shape(), rows, out_features](
-                                                        const Grads& g, const Needs& need) {
-    Tensor g3 = g[0].contiguous().view({1, rows, out_features});
-    return Grads{need[0] ? gemm_new(g3, w3, false, false).view(x_shape) : Tensor(),
-                 need[1] ? gemm_new(g3, x3, true, false).view({out_features, w3.size(2)}) : Tensor(),
+  return {x.detach().contiguous().view({1, rows, in}), weight.detach().contiguous().view({1, out_features, in}), rows,
+          out_features, out_shape};
+}
+
+// Records y [..., out] (computed from `o`) as linear(x, weight, bias)'s output.
+Tensor record_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearOperands& o,
+                     const Tensor& y) {
+  return record_op("linear", {x, weight, bias}, y, [o, x_shape = x.shape()](const Grads& g, const Needs& need) {
+    Tensor g3 = g[0].contiguous().view({1, o.rows, o.out_features});
+    return Grads{need[0] ? gemm_new(g3, o.w3, false, false).view(x_shape) : Tensor(),
+                 need[1] ? gemm_new(g3, o.x3, true, false).view({o.out_features, o.w3.size(2)}) : Tensor(),
                  need[2] ? bias_gradient(g3) : Tensor()};
   });
 }
 
-Tensor linear_of_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_linear_args("linear", x, weight, bias);
+  LinearOperands o = linear_operands(x, weight);
+  Tensor y = gemm_new(o.x3, o.w3, false, true, bias.defined() ? bias.detach().contiguous() : Tensor());
+  return record_linear(x, weight, bias, o, y.view(o.out_shape));
+}
+
+LinearAndGelu linear_and_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_linear_args("linear_and_gelu", x, weight, bias);
+  LinearOperands o = linear_operands(x, weight);
+  Tensor pre = Tensor::empty({1, o.rows, o.out_features}, x.dtype(), x.device());
+  Tensor activation = Tensor::empty(pre.shape(), x.dtype(), x.device());
+  GemmArgs args;
+  args.trans_b = true;
+  args.epilogue = bias.defined() ? GemmEpilogue::BiasGelu : GemmEpilogue::Gelu;
+  if (bias.defined()) args.bias = bias.detach().contiguous();
+  args.pre_gelu = pre;
+  backend_for(x.device()).gemm(o.x3, o.w3, activation, args);
+  return {record_linear(x, weight, bias, o, pre.view(o.out_shape)), activation.view(o.out_shape)};
+}
+
+Tensor linear_of_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& gelu_of_x) {
   check_linear_args("linear_of_gelu", x, weight, bias);
-  int64_t in = weight.size(1), out_features = weight.size(0);
-  int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
-  Tensor x3 = x.detach().contiguous().view({1, rows, in});
-  Tensor w3 = weight.detach().contiguous().view({1, out_features, in});
+  TS_CHECK(!gelu_of_x.defined() || (gelu_of_x.shape() == x.shape() && gelu_of_x.dtype() == x.dtype()),
+           "linear_of_gelu: gelu_of_x ", gelu_of_x.shape(), " must have x's shape ", x.shape(), " and dtype");
+  const auto [x3, w3, rows, out_features, out_shape] = linear_operands(x, weight);
   Backend& backend = backend_for(x.device());
   Tensor y;
   {
-    Tensor a3 = Tensor::empty(x3.shape(), x3.dtype(), x3.device());  // freed before the backward
-    backend.unary(UnaryOp::Gelu, x3, a3);
+    Tensor a3 = gelu_of_x.defined() ? gelu_of_x.detach().contiguous().view(x3.shape()) : Tensor();
+    if (!a3.defined()) {
+      a3 = Tensor::empty(x3.shape(), x3.dtype(), x3.device());  // freed before the backward
+      backend.unary(UnaryOp::Gelu, x3, a3);
+    }
     y = gemm_new(a3, w3, false, true, bias.defined() ? bias.detach().contiguous() : Tensor());
   }
-  Shape out_shape = x.shape();
-  out_shape.back() = out_features;
   return record_op("linear_of_gelu", {x, weight, bias}, y.view(out_shape),
                    [x3, w3, x_shape = x.shape(), rows, out_features](const Grads& g, const Needs& need) {
                      Backend& backend = backend_for(x3.device());

@@ -14,6 +14,17 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
 // GELU (one elementwise pass) instead of holding a second activation of x's size: for GPT-2
 // 124M at 16 x 1024 tokens, 1.2 GB less at the peak. torch.compile's partitioner makes the same
 // trade.
-Tensor linear_of_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
+// gelu_of_x: gelu(x) when the caller already has it (linear_and_gelu's activation); the
+// forward then skips its own GELU pass.
+Tensor linear_of_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias = {}, const Tensor& gelu_of_x = {});
+
+// linear(x, weight, bias) and its GELU from one GEMM (the GELU in its epilogue, which also
+// writes the pre-activation): pre_activation is differentiable as linear's output is;
+// activation = gelu(pre_activation) is a detached value, for linear_of_gelu's gelu_of_x.
+struct LinearAndGelu {
+  Tensor pre_activation;
+  Tensor activation;
+};
+LinearAndGelu linear_and_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
 
 }  // namespace tessera

@@ -153,12 +153,17 @@ TEST_F(AutoconfigCommandTest, MeasureTrainsTheTopLayoutsAndRanksByMeasuredSpeed)
   o.tessera_executable = TESSERA_EXECUTABLE;
   const AutoconfigOutcome outcome = autoconfigure(o);
   ASSERT_EQ(outcome.measured.size(), 2u);
-  for (const MeasuredLayout& m : outcome.measured) EXPECT_GT(m.tokens_per_second, 0) << m.failure;
+  for (const MeasuredLayout& m : outcome.measured) {
+    EXPECT_GT(m.tokens_per_second, 0) << m.failure;
+    EXPECT_GT(m.peak_memory_bytes, 0) << "the run's logged peak, set beside the memory model's";
+  }
   EXPECT_GE(outcome.measured[0].tokens_per_second, outcome.measured[1].tokens_per_second);
   const TrainConfig c = validate(outcome.recipe_yaml, 1);
   EXPECT_EQ(c.micro_batch_size, outcome.measured[0].predicted.candidate.micro_batch_size);
   EXPECT_EQ(c.recompute, outcome.measured[0].predicted.candidate.recompute == autoconfig::Recompute::Full);
-  EXPECT_NE(outcome.table.find("measured (ranked by measured tokens/s)"), std::string::npos) << outcome.table;
+  EXPECT_NE(outcome.table.find("measured (ranked by measured tokens/s; peak memory per GPU)"), std::string::npos)
+      << outcome.table;
+  EXPECT_NE(outcome.table.find("meas GiB"), std::string::npos) << outcome.table;
 }
 
 TEST_F(AutoconfigCommandTest, BadInputIsOneLine) {

@@ -91,6 +91,7 @@ std::vector<OpCase> op_cases() {
       {"linear_of_gelu", {{{2, 3, 4}}, {{5, 4}}, {{5}}}, [](V x) { return linear_of_gelu(x[0], x[1], x[2]); }},
       {"linear_of_gelu_no_bias", {{{3, 4}}, {{2, 4}}}, [](V x) { return linear_of_gelu(x[0], x[1]); }},
       {"packed_qkv_attention", {{{2, 4, 2, 3, 4}}}, [](V x) { return packed_qkv_attention(x[0]); }},
+      {"linear_and_gelu", {{{2, 3, 4}}, {{5, 4}}, {{5}}}, [](V x) { return linear_and_gelu(x[0], x[1], x[2]).pre_activation; }},
       {"cross_entropy_mean_ignore_mask", {{{2, 3, 7}}}, [](V x) {
          CrossEntropyOptions options;
          options.ignore_index = -1;
@@ -180,6 +181,29 @@ TEST_P(OpGradient, MatchesCentralFiniteDifferencesInF64) {
 
 // Cross-entropy's backward writes over logits only it holds; a pass that keeps the graph
 // must leave them for the next pass: two passes give twice one pass's gradients.
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
+  EXPECT_EQ(x.size(), y.size());
+  double worst = x.size() == y.size() ? 0.0 : INFINITY;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) worst = std::max(worst, std::abs(x[i] - y[i]));
+  return worst;
+}
+
+// One GEMM gives linear's output and its GELU (the epilogue's pre-activation output and result).
+TEST(LinearAndGelu, EqualsLinearThenGelu) {
+  Generator generator(9);
+  Tensor x = randn({2, 3, 4}, generator, DType::F64), w = randn({5, 4}, generator, DType::F64),
+         b = randn({5}, generator, DType::F64), w2 = randn({3, 5}, generator, DType::F64);
+  for (const Tensor& bias : {b, Tensor()}) {
+    LinearAndGelu got = linear_and_gelu(x, w, bias);
+    Tensor want = linear(x, w, bias);
+    EXPECT_LE(max_abs_diff(got.pre_activation, want), 1e-12);
+    EXPECT_LE(max_abs_diff(got.activation, gelu(want)), 1e-12);
+    // Handed to linear_of_gelu, the activation stands in for its own GELU pass.
+    EXPECT_LE(max_abs_diff(linear_of_gelu(want, w2, {}, got.activation), linear_of_gelu(want, w2)), 1e-12);
+  }
+}
+
 TEST(CrossEntropyBackward, RetainedGraphGivesTheSameGradientTwice) {
   Generator generator(5);
   Tensor x = randn({4, 3}, generator, DType::F64);
