@@ -4,7 +4,8 @@ namespace tessera {
 
 const std::vector<std::string>& config_sections() {
   static const std::vector<std::string> sections = {"model", "parallel", "data", "optimizer", "scheduler",
-                                                     "train", "checkpoint", "logging"};
+                                                     "train", "checkpoint", "logging",
+                                                     "dpo", "reward_model", "lora", "grpo"};
   return sections;
 }
 
@@ -123,6 +124,57 @@ const std::vector<KeySpec>& config_schema() {
        "pipeline runs: write the first step's schedule as a Chrome trace (RUN_DIR/pipeline_trace.json, open it in "
        "Perfetto) and print its measured bubble fraction"},
       {"logging", "run_dir", K::String, "runs/latest", "metrics (JSONL), resolved config and logs go here"},
+      // dpo (`tessera dpo`; launcher/dpo_config.h)
+      {"dpo", "init_from", K::String, "",
+       "checkpoint the policy starts from (an SFT run's checkpoint directory or file); its frozen reference is a "
+       "copy of the same weights"},
+      {"dpo", "reference_from", K::String, "", "checkpoint of the frozen reference (default: dpo.init_from)"},
+      {"dpo", "train_path", K::StringList, "", "preference pairs JSONL ({\"prompt\" or \"messages\", \"chosen\", "
+       "\"rejected\"})"},
+      {"dpo", "valid_path", K::StringList, "", "held-out preference pairs JSONL (accuracy and margin at each evaluation)"},
+      {"dpo", "loss", K::String, "dpo", "dpo (sigmoid, Rafailov et al.) or ipo (Azar et al.)", {}, {}, {"dpo", "ipo"}},
+      {"dpo", "beta", K::Float, "0.1", "strength of the pull towards the reference (KL coefficient)", 0.0},
+      {"dpo", "label_smoothing", K::Float, "0.0", "conservative DPO: assumed probability that a pair's label is "
+       "flipped (dpo loss only)", 0.0, 0.499999},
+      // reward_model (`tessera reward-model`; launcher/reward_model_trainer.h)
+      {"reward_model", "init_from", K::String, "",
+       "checkpoint the backbone starts from (e.g. an SFT run's); empty: random weights from train.seed"},
+      {"reward_model", "train_path", K::StringList, "", "preference pairs JSONL ({\"prompt\" or \"messages\", "
+       "\"chosen\", \"rejected\"})"},
+      {"reward_model", "valid_path", K::StringList, "", "held-out preference pairs JSONL (accuracy at each evaluation)"},
+      // lora (docs/lora.md)
+      {"lora", "rank", K::Int, "0",
+       "LoRA adapters' inner size (NeMo's dim); > 0 freezes every base parameter and trains only the adapters", 0},
+      {"lora", "alpha", K::Float, "32", "the adapters' term is scaled by alpha / rank", 0.0},
+      {"lora", "dropout", K::Float, "0.0", "dropout on each adapter's input (training only)", 0.0, 0.99},
+      {"lora", "target_modules", K::StringList, "",
+       "linear layers of every transformer layer that get an adapter: linear_qkv (fused q/k/v), linear_proj "
+       "(attention output), linear_fc1 (MLP in), linear_fc2 (MLP out); default: all four"},
+      {"lora", "base", K::String, "",
+       "checkpoint folder (iter_NNNNNNN of `tessera train` or `tessera import`) whose weights are the frozen base; "
+       "the adapters start fresh (empty: the base initialised from train.seed)"},
+      // grpo (`tessera grpo`; launcher/grpo_config.h, docs/grpo.md)
+      {"grpo", "init_from", K::String, "",
+       "checkpoint the policy starts from (an SFT run's checkpoint directory or file); the frozen reference is a copy "
+       "of the same weights"},
+      {"grpo", "prompts_path", K::StringList, "", "chat JSONL whose user questions are the training prompts"},
+      {"grpo", "eval_prompts_path", K::StringList, "", "held-out chat JSONL: mean reward and accuracy every "
+       "train.eval_interval steps (one sample per prompt)"},
+      {"grpo", "eval_prompts", K::Int, "0", "evaluate on the first N held-out prompts (0: all)", 0},
+      {"grpo", "group_size", K::Int, "8", "samples per prompt; advantages compare the samples of a prompt", 2},
+      {"grpo", "max_new_tokens", K::Int, "16", "longest response", 1},
+      {"grpo", "temperature", K::Float, "1.0", "sampling temperature of the rollouts (> 0)", 0.0},
+      {"grpo", "top_p", K::Float, "1.0", "nucleus sampling of the rollouts (1 = off)", 0.0, 1.0},
+      {"grpo", "top_k", K::Int, "0", "top-k sampling of the rollouts (0 = off)", 0},
+      {"grpo", "reward", K::String, "arithmetic", "programmatic reward (posttrain/rewards.h)", {}, {},
+       {"arithmetic", "addition", "sorting"}},
+      {"grpo", "format_penalty", K::Float, "0.0", "subtracted from the reward of a response that is not just the "
+       "answer", 0.0},
+      {"grpo", "scale_rewards", K::Bool, "true", "divide by the group's reward std (false: Dr. GRPO's r - mean)"},
+      {"grpo", "clip_eps", K::Float, "0.2", "PPO clip range of the probability ratio", 0.0},
+      {"grpo", "kl_coef", K::Float, "0.04", "beta: weight of the k3 KL to the reference (0: no reference)", 0.0},
+      {"grpo", "epochs", K::Int, "1", "passes over each rollout", 1},
+      {"grpo", "num_minibatches", K::Int, "1", "optimizer steps per pass over a rollout", 1},
   };
   return schema;
 }

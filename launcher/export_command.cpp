@@ -7,6 +7,7 @@
 #include "launcher/export_tokenizer.h"
 #include "launcher/gguf_export.h"
 #include "launcher/hf_export.h"
+#include "launcher/peft_export.h"
 #include "launcher/trtllm_export.h"
 
 namespace tessera {
@@ -33,12 +34,14 @@ GgmlType gguf_type(const std::string& name, DType trained) {
 
 CLI::App* add_export_subcommand(CLI::App& app, ExportCommandOptions& options) {
   CLI::App* command =
-      app.add_subcommand("export", "Write a checkpoint as a Hugging Face folder, a GGUF file or a TensorRT-LLM checkpoint");
+      app.add_subcommand("export",
+                         "Write a checkpoint as a Hugging Face folder, a GGUF file, a TensorRT-LLM checkpoint or "
+                         "(a LoRA run's adapters) a PEFT adapter folder");
   command->add_option("--checkpoint", options.checkpoint, "checkpoint file, or a checkpoint directory (its latest)")
       ->required();
-  command->add_option("--format", options.format, "hf, gguf or trtllm")
+  command->add_option("--format", options.format, "hf, gguf, trtllm or peft")
       ->required()
-      ->check(CLI::IsMember({"hf", "gguf", "trtllm"}));
+      ->check(CLI::IsMember({"hf", "gguf", "trtllm", "peft"}));
   command->add_option("--output", options.output, "output folder (gguf: DIR/model.gguf)")->required();
   command->add_option("--dtype", options.dtype, "auto, f32, f16, bf16 (gguf also q8_0)")->capture_default_str();
   command->add_option("--tokenizer", options.tokenizer,
@@ -54,8 +57,16 @@ CLI::App* add_export_subcommand(CLI::App& app, ExportCommandOptions& options) {
 }
 
 int run_export_command(const ExportCommandOptions& options) {
-  TS_CHECK(options.format == "hf" || options.format == "gguf" || options.format == "trtllm", "export: --format ",
-           options.format, " is not one of hf, gguf, trtllm");
+  TS_CHECK(options.format == "hf" || options.format == "gguf" || options.format == "trtllm" || options.format == "peft",
+           "export: --format ", options.format, " is not one of hf, gguf, trtllm, peft");
+  if (options.format == "peft") {  // the adapters alone; the base is exported separately (hf)
+    const DType dtype = float_dtype("peft", options.dtype, DType::F32);
+    export_peft(options.checkpoint, options.output, dtype);
+    if (!options.quiet)
+      fmt::print("tessera export: {} -> {} (PEFT LoRA adapter, {})\n", options.checkpoint, options.output,
+                 dtype_name(dtype));
+    return 0;
+  }
   const ExportSource source = load_export_source(options.checkpoint);
   const std::optional<ExportTokenizer> tokenizer = find_export_tokenizer(options.tokenizer, source.recipe);
   if (tokenizer) {

@@ -2,7 +2,9 @@
 // checkpoint folder iter_NNNNNNN/ assembled into the single-rank model, a single-rank file
 // iter_NNNNNNN.h5, or a checkpoint directory's newest: launcher/checkpoint_argument.h), its model
 // configuration rebuilt from the saved recipe, and its parameters as host f32 tensors in the
-// single-rank layout.
+// single-rank layout. A LoRA run's checkpoint (adapters only) is merged into its base (lora.base of
+// the saved recipe, or the seed's plain model): the source is the plain model with W + (alpha /
+// rank) B A, so every export format writes the fine-tuned model without knowing of LoRA.
 #pragma once
 
 #include <map>

@@ -12,6 +12,9 @@
 //   tessera launch      run a recipe on N nodes x G GPUs: write and submit an sbatch job (or
 //                       print it with --dry-run), or run it with mpirun here (--local)
 //   tessera autoconfig  search the parallel layouts for a model and GPU count, write the best recipe
+//   tessera dpo         align a model on preference pairs with DPO / IPO (every rank of mpirun: data parallel)
+//   tessera reward-model  train a reward model (scalar head, Bradley-Terry) on preference pairs
+//   tessera grpo        GRPO from an SFT checkpoint with a programmatic reward (every rank of mpirun: data parallel)
 //   tessera doctor      diagnose a run: `doctor hang RUN_DIR` names the rank and collective that
 //                       diverged, from the flight-recorder dumps of a hung multi-rank run
 #include <fmt/format.h>
@@ -25,9 +28,11 @@
 #include "launcher/doctor_command.h"
 #include "launcher/export_command.h"
 #include "launcher/generate_command.h"
+#include "launcher/grpo_command.h"
 #include "launcher/import_command.h"
 #include "launcher/launch_command.h"
 #include "launcher/logits_command.h"
+#include "launcher/preference_command.h"
 #include "launcher/preprocess_command.h"
 #include "launcher/sft_dump_command.h"
 #include "launcher/toy_train.h"
@@ -92,6 +97,11 @@ int main(int argc, char** argv) {
   CLI::App* autoconfig = tessera::add_autoconfig_subcommand(app, autoconfig_options);
   tessera::LaunchCommandOptions launch_options;
   CLI::App* launch = tessera::add_launch_subcommand(app, launch_options);
+  tessera::PreferenceCommandOptions dpo_options, reward_model_options;
+  CLI::App* dpo = tessera::add_dpo_subcommand(app, dpo_options);
+  CLI::App* reward_model = tessera::add_reward_model_subcommand(app, reward_model_options);
+  tessera::GrpoCommandOptions grpo_options;
+  CLI::App* grpo = tessera::add_grpo_subcommand(app, grpo_options);
   CLI11_PARSE(app, argc, argv);
   try {
     if (*info) return run_info();
@@ -101,6 +111,16 @@ int main(int argc, char** argv) {
     if (*train) {
       tessera::MpiRuntime runtime(&argc, &argv);  // a process started without mpirun is a singleton world
       return tessera::run_train_command(train_options, runtime);
+    }
+    if (*dpo || *reward_model) {
+      tessera::MpiRuntime runtime(&argc, &argv);
+      return *dpo ? tessera::run_preference_command(tessera::PreferenceMethod::kDpo, dpo_options, runtime)
+                  : tessera::run_preference_command(tessera::PreferenceMethod::kRewardModel, reward_model_options,
+                                                    runtime);
+    }
+    if (*grpo) {
+      tessera::MpiRuntime runtime(&argc, &argv);
+      return tessera::run_grpo_command(grpo_options, runtime);
     }
     if (*generate) return tessera::run_generate_command(generate_options);
     if (*export_command) return tessera::run_export_command(export_options);

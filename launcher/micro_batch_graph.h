@@ -4,7 +4,7 @@
 // buffers, so later backward passes accumulate in place at fixed addresses. The second is
 // captured into the graph (which records, not runs) and replayed; every later one copies its
 // tokens and labels into the captured input tensors and replays. Gradients must be zeroed in place
-// between steps (zero_grads), never dropped: the graph adds into the buffers it saw.
+// between steps (TrainingRun::zero_gradients), never dropped: the graph adds into the buffers it saw.
 #pragma once
 
 #include <memory>

@@ -2,12 +2,50 @@
 
 #include <fmt/format.h>
 
+#include <fmt/ranges.h>
+
+#include <algorithm>
 #include <filesystem>
 
 #include "core/check.h"
 #include "core/cuda/runtime.h"
 
 namespace tessera {
+
+namespace {
+
+// The lora section (docs/lora.md). Each refusal names the recipe key: a target the model does
+// not have, lora keys set while lora.rank leaves LoRA off.
+LoraConfig lora_config_from(const Recipe& r) {
+  LoraConfig lora;
+  lora.rank = r.get_int("lora.rank");
+  lora.alpha = r.get_float("lora.alpha");
+  lora.dropout = r.get_float("lora.dropout");
+  if (r.has("lora.target_modules")) lora.targets = r.get_list("lora.target_modules");
+  if (!lora.enabled()) {
+    // Keys that only mean something with adapters (a saved recipe repeats alpha and dropout's
+    // defaults, so those are not counted as set).
+    const bool targets = r.has("lora.target_modules"), base = !r.get_string("lora.base").empty();
+    const char* key = targets ? "lora.target_modules" : "lora.base";
+    TS_CHECK(!targets && !base, r.origin(key), ": ", key, " is set but lora.rank is ", lora.rank,
+             " (LoRA off); set lora.rank > 0 (e.g. 8) or remove the lora section");
+    return lora;
+  }
+  const LoraConfig defaults;
+  for (const std::string& target : lora.targets) {
+    TS_CHECK(std::find(defaults.targets.begin(), defaults.targets.end(), target) != defaults.targets.end(),
+             r.origin("lora.target_modules"), ": lora.target_modules: unknown target '", target, "'; the targets are ",
+             fmt::format("{}", fmt::join(defaults.targets, ", ")), did_you_mean(target, defaults.targets));
+  }
+  try {
+    lora.validate();
+  } catch (const Error& e) {
+    TS_CHECK(false, r.origin("lora.rank"), ": ", e.what());
+  }
+  return lora;
+}
+
+}  // namespace
 
 TransformerConfig model_config_from_recipe(const Recipe& r) {
   TransformerConfig m = transformer_preset(r.get_string("model.preset"));
@@ -36,6 +74,7 @@ TransformerConfig model_config_from_recipe(const Recipe& r) {
   if (r.has("model.rotary_base")) m.rotary_base = r.get_float("model.rotary_base");
   if (r.has("model.untie_embeddings_and_output_weights"))
     m.tie_word_embeddings = !r.get_bool("model.untie_embeddings_and_output_weights");
+  m.lora = lora_config_from(r);
   try {
     m.validate();
   } catch (const Error& e) {
@@ -233,6 +272,33 @@ void check_cuda_graph(const Recipe& r, const TrainConfig& c) {
            "train.cuda_graph: false");
 }
 
+// What a LoRA run (model.lora.rank > 0) can start from and run with, checked before any work.
+void lora_run_from(const Recipe& r, TrainConfig& c) {
+  c.lora_base = r.get_string("lora.base");
+  if (!c.model.lora.enabled()) return;
+  const std::string rank = fmt::format("{}: lora.rank = {}", r.origin("lora.rank"), c.model.lora.rank);
+  if (!c.lora_base.empty()) {
+    TS_CHECK(std::filesystem::exists(c.lora_base), r.origin("lora.base"), ": lora.base = ", c.lora_base,
+             " does not exist; point it at a checkpoint of the base model (an iter_NNNNNNN folder of `tessera train`, "
+             "an .h5 file of `tessera import`, or their directory)");
+  }
+  TS_CHECK(c.layout.pp == 1, rank, " with ", kPp, " = ", c.layout.pp,
+           " is not supported yet (the pipeline stages' gradient norm and buckets take every parameter); use "
+           "pipeline_model_parallel_size 1");
+  TS_CHECK(c.zero_stage != 3 || c.layout.product() == 1, rank,
+           " with parallel.zero_stage = 3 is not supported (FSDP shards every parameter, frozen or not, and would "
+           "gather the frozen base each step for nothing); use zero_stage 1 or 2, which shard the adapters' state");
+  // LoRA checkpoints (launcher/lora_checkpoint.h) hold the adapters' AdamW state whole; ZeRO's is
+  // flat shards over dp.
+  const bool checkpoints = !c.save_dir.empty() || (c.resume != "auto" && c.resume != "none");
+  TS_CHECK(!checkpoints || c.zero_stage == 0 || c.layout.product() == 1, rank,
+           " with checkpoints (checkpoint.save or a train.resume path) and parallel.zero_stage = ", c.zero_stage,
+           " is not supported yet (adapter checkpoints hold the adapters' optimizer state whole); use zero_stage 0 "
+           "(the adapters' state is small) or leave checkpoint.save empty and train.resume auto");
+  TS_CHECK(!c.cuda_graph, r.origin("train.cuda_graph"),
+           ": train.cuda_graph = true with LoRA is not supported yet; set train.cuda_graph: false");
+}
+
 }  // namespace
 
 TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launch) {
@@ -341,6 +407,7 @@ TrainConfig train_config_from_recipe(const Recipe& r, const LaunchContext& launc
   c.async_save = r.get_bool("checkpoint.async_save");
   c.log_interval = r.get_int("logging.log_interval");
   c.run_dir = r.get_string("logging.run_dir");
+  lora_run_from(r, c);
   c.resolved_yaml = r.resolved_yaml();
   return c;
 }

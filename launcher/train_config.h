@@ -78,6 +78,9 @@ struct TrainConfig {
   Device device = Device::cpu();  // cuda:local_rank for GPU runs
   bool cuda_graph = false;        // train.cuda_graph: replay each micro-batch from a captured CUDA graph
   std::string resume = "auto";
+  // lora.base: with model.lora enabled, the checkpoint folder the frozen base weights load from
+  // (the adapters start fresh); empty: the base is initialised from the seed.
+  std::string lora_base;
   std::optional<int64_t> exit_interval;  // steps this job runs before saving and exiting
 
   std::string save_dir;

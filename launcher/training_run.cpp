@@ -12,7 +12,10 @@
 #include "core/ops/ops.h"
 #include "launcher/checkpoint_directory.h"
 #include "launcher/checkpoint_preemption.h"
+#include "launcher/lora_checkpoint.h"
+#include "launcher/lora_run.h"
 #include "launcher/sft_data.h"
+#include "models/lora.h"
 #include "optim/grad_norm.h"
 
 namespace tessera::training {
@@ -28,14 +31,6 @@ LmBatch to_device(const MicroBatch& mb, Device device) {
                 mb.loss_mask.empty() ? Tensor() : Tensor::from_vector(mb.loss_mask, shape).to(device)};
   batch.document_lengths = mb.document_lengths;
   return batch;
-}
-
-void zero_grads(const std::vector<Tensor>& parameters) {
-  NoGradGuard no_grad;
-  for (const Tensor& p : parameters) {
-    Tensor g = p.grad();
-    if (g.defined()) g.zero_();
-  }
 }
 
 // Sums `values` over the ranks of `comm` (f64, on the communicator's device).
@@ -59,11 +54,20 @@ PipelineExecutorOptions executor_options(const TrainConfig& c) {
 
 namespace {
 
-// Gradients of 16-bit parameters accumulate in f32 buffers (Megatron's main_grad).
-std::vector<Tensor> parameters_with_f32_grads(const GptModel& model) {
-  std::vector<Tensor> parameters = model.parameters();
+// Gradients of 16-bit parameters accumulate in f32 (Megatron's main_grad), each a view into one
+// flat buffer (`buffer`), so that zeroing them all is one fill rather than one per parameter.
+std::vector<Tensor> parameters_with_f32_grads(std::vector<Tensor> parameters, Tensor& buffer) {
+  constexpr int64_t kAlign = 64;  // elements: every view starts 256-byte aligned for vector loads
+  int64_t total = 0;
+  for (const Tensor& p : parameters)
+    if (p.dtype() != DType::F32) total += (p.numel() + kAlign - 1) / kAlign * kAlign;
+  if (total == 0) return parameters;
+  buffer = Tensor::zeros({total}, DType::F32, parameters.front().device());
+  int64_t offset = 0;
   for (const Tensor& p : parameters) {
-    if (p.dtype() != DType::F32) p.set_grad(Tensor::zeros(p.shape(), DType::F32, p.device()));
+    if (p.dtype() == DType::F32) continue;
+    p.set_grad(buffer.narrow(0, offset, p.numel()).view(p.shape()));
+    offset += (p.numel() + kAlign - 1) / kAlign * kAlign;
   }
   return parameters;
 }
@@ -135,8 +139,11 @@ std::unique_ptr<GptPipelineStage> make_stage(const TrainConfig& c, const RankRol
       ModelParallelism{.tp = &role.groups->tp(), .sequence_parallel = c.sequence_parallel});
 }
 
+// The parameters that train: with LoRA the adapters alone (the frozen base gets no gradient,
+// no optimizer state and no DDP bucket), else all of them.
 std::vector<Tensor> model_parameters(const GptModel* model, const GptPipelineStage* stage) {
-  return stage ? stage->parameters() : model->parameters();
+  if (stage) return stage->parameters();
+  return model->config().lora.enabled() ? trainable_parameters(*model) : model->parameters();
 }
 
 std::string mib(size_t bytes) { return fmt::format("{:.2f} MiB", double(bytes) / double(1 << 20)); }
@@ -152,7 +159,8 @@ TrainingRun::TrainingRun(const TrainConfig& config, const Trainer::Log& log, con
       stage_(make_stage(config, role)),
       ddp_(make_ddp(config, role, model_parameters(model_.get(), stage_.get()))),
       fsdp_(make_fsdp(config, role, model_.get())),
-      parameters_(role.groups ? model_parameters(model_.get(), stage_.get()) : parameters_with_f32_grads(*model_)),
+      parameters_(role.groups ? model_parameters(model_.get(), stage_.get())
+                              : parameters_with_f32_grads(model_parameters(model_.get(), stage_.get()), f32_grads_)),
       adamw_(role.zero ? nullptr : std::make_unique<AdamW>(parameters_, config.adamw)),
       zero_(role.zero && !role.fsdp ? std::make_unique<DistributedOptimizer>(*ddp_, config.adamw) : nullptr),
       zero3_(role.fsdp ? std::make_unique<FsdpOptimizer>(*fsdp_, config.adamw) : nullptr),
@@ -192,8 +200,35 @@ TrainingRun::TrainingRun(const TrainConfig& config, const Trainer::Log& log, con
                     c_.layout.dp, mib(m.parameters), mib(m.gradients), mib(m.optimizer_state), mib(m.total()),
                     mib(m.communication), fsdp_->num_units(), c_.fsdp_prefetch));
   }
+  if (model_ && c_.model.lora.enabled()) log_lora_memory();
   if (!role.groups && c_.zero_stage > 0)
     log_("parallel.zero_stage has no effect in a single process (one data-parallel rank holds everything)");
+}
+
+void TrainingRun::log_lora_memory() const {
+  size_t state = 0, grad_buffer = ddp_ ? ddp_->grad_buffer_bytes() : 0;
+  if (zero_) {
+    const ZeroMemoryReport m = zero_->memory_report();
+    state = m.optimizer_state;
+    grad_buffer = m.gradients;
+  } else {
+    for (size_t i = 0; i < adamw_->parameters().size(); ++i) {
+      state += 2 * size_t(adamw_->exp_avg(i).numel()) * sizeof(float);
+      if (adamw_->has_separate_master(i)) state += size_t(adamw_->master_weight(i).numel()) * sizeof(float);
+    }
+  }
+  const std::vector<Tensor>& optimized = zero_ ? zero_->parameters() : adamw_->parameters();
+  log_(measure_lora_memory(*model_, optimized, state, grad_buffer).describe());
+}
+
+void TrainingRun::load_lora_base_weights() {
+  if (!c_.model.lora.enabled()) return;
+  if (c_.lora_base.empty()) {
+    log_("LoRA: no lora.base; the frozen base is initialised from train.seed");
+    return;
+  }
+  load_lora_base(c_.lora_base, *model_);
+  log_(fmt::format("LoRA: frozen base weights loaded from {}", c_.lora_base));
 }
 
 int64_t TrainingRun::resume() {
@@ -223,10 +258,14 @@ int64_t TrainingRun::resume() {
   if (!reader) {
     if (c_.resume != "none" && !c_.save_dir.empty())
       log_(fmt::format("no checkpoint in {}; starting from scratch", c_.save_dir));
+    load_lora_base_weights();
     return 1;
   }
   const CheckpointMetadata& saved = reader->metadata();
-  if (zero_) {
+  if (c_.model.lora.enabled()) {
+    load_lora_base_weights();  // the checkpoint holds the adapters alone
+    restore_lora_checkpoint(*reader, *model_, *adamw_);
+  } else if (zero_) {
     restore_rank_checkpoint(*reader, piece(), *zero_);
   } else if (zero3_) {
     restore_rank_checkpoint(*reader, piece(), *zero3_);
@@ -418,9 +457,10 @@ void TrainingRun::save(int64_t step) {
   if (role_.logs) folder = prepare_checkpoint_folder(c_.save_dir, step);
   if (role_.groups) barrier_over_every_rank(*role_.groups);
   // ZeRO-3: every dp rank captures, as the capture gathers the full weights over dp.
-  RankCheckpoint captured = zero_    ? capture_rank_checkpoint(piece(), *zero_, at)
-                            : zero3_ ? capture_rank_checkpoint(piece(), *zero3_, at)
-                                     : capture_rank_checkpoint(piece(), *adamw_, at);
+  RankCheckpoint captured = c_.model.lora.enabled() ? capture_lora_checkpoint(*model_, *adamw_, at)
+                            : zero_                 ? capture_rank_checkpoint(piece(), *zero_, at)
+                            : zero3_                ? capture_rank_checkpoint(piece(), *zero3_, at)
+                                                    : capture_rank_checkpoint(piece(), *adamw_, at);
   CheckpointMetadata metadata;
   metadata.step = step;
   metadata.consumed_samples = loader_ ? loader_->consumed_samples() : loader_options_.consumed_samples;

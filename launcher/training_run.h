@@ -39,7 +39,6 @@ DType parameter_dtype(const TrainConfig& c);
 LmBatch to_device(const MicroBatch& mb, Device device);
 
 // Zeroes every defined .grad of `parameters`.
-void zero_grads(const std::vector<Tensor>& parameters);
 
 // Sums `values` over the ranks of `comm` (f64, on the communicator's device).
 std::vector<double> sum_over(Communicator& comm, const std::vector<double>& values);
@@ -87,11 +86,15 @@ class TrainingRun {
 
  private:
   int64_t resume();  // the first step to run
+  // LoRA: the frozen base from lora.base (a fresh start or a resume: adapter checkpoints hold no base).
+  void load_lora_base_weights();
   void zero_gradients();
   StepMetrics train_step(int64_t step);
   // train.cuda_graph: one micro-batch's forward and backward through micro_batch_graph_; its loss sum.
   double graph_micro_batch(const MicroBatch& mb, double inv_tokens);
   void log_first_step_memory() const;
+  // LoRA: trainable vs frozen parameters, and the gradient and optimizer bytes of each.
+  void log_lora_memory() const;
   // Pipeline runs: the step through the executor, the grad norm over every stage, evaluation
   // forward-only through the stages.
   StepMetrics pipeline_train_step(int64_t step);
@@ -101,6 +104,7 @@ class TrainingRun {
   double pipeline_grad_norm_squared() const;
   std::pair<double, double> pipeline_validation_sums(DataLoader& valid);
   double grad_norm_squared_of_model() const;
+  std::vector<bool> trained_parameters_sharded() const;
   // The model piece checkpoints hold: the whole model, or every chunk of this pipeline rank.
   ModelPiece piece() const;
   void record(const StepMetrics& m);
@@ -124,6 +128,7 @@ class TrainingRun {
   std::unique_ptr<PipelineExecutor> executor_;      // with pipeline parallelism
   std::unique_ptr<DistributedDataParallel> ddp_;    // with process groups, except ZeRO-3
   std::unique_ptr<FullyShardedDataParallel> fsdp_;  // ZeRO-3 with process groups: drives model_'s units
+  Tensor f32_grads_;  // one process: the flat buffer the 16-bit parameters' f32 grads are views of
   std::vector<Tensor> parameters_;
   std::unique_ptr<AdamW> adamw_;                // without ZeRO
   std::unique_ptr<DistributedOptimizer> zero_;  // with ZeRO (parallel.zero_stage 1 or 2)

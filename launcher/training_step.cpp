@@ -10,6 +10,7 @@
 #include "core/cuda/runtime.h"
 #include "core/memory_stats.h"
 #include "core/ops/ops.h"
+#include "models/lora.h"
 #include "optim/grad_norm.h"
 
 namespace tessera::training {
@@ -20,8 +21,19 @@ void TrainingRun::zero_gradients() {
   } else if (fsdp_) {
     fsdp_->zero_grad();
   } else {
-    zero_grads(parameters_);
+    NoGradGuard no_grad;
+    if (f32_grads_.defined()) f32_grads_.zero_();  // every 16-bit parameter's grad, in one fill
+    for (const Tensor& p : parameters_) {
+      Tensor grad = p.grad();
+      if (p.dtype() == DType::F32 && grad.defined()) grad.zero_();
+    }
   }
+}
+
+// parameter_is_tensor_parallel_sharded() cut to the trained parameters (with LoRA, the adapters).
+std::vector<bool> TrainingRun::trained_parameters_sharded() const {
+  std::vector<bool> sharded = model_->parameter_is_tensor_parallel_sharded();
+  return c_.model.lora.enabled() ? trainable_subset(*model_, sharded) : sharded;
 }
 
 // After DDP every rank holds the whole batch's gradients; under tensor parallelism the squares
@@ -30,14 +42,14 @@ void TrainingRun::zero_gradients() {
 double TrainingRun::grad_norm_squared_of_model() const {
   if (zero3_) {
     if (c_.layout.tp == 1) return zero3_->grad_norm_squared();
-    return zero3_->grad_norm_squared(model_->parameter_is_tensor_parallel_sharded(), &role_.groups->tp());
+    return zero3_->grad_norm_squared(trained_parameters_sharded(), &role_.groups->tp());
   }
   if (zero_) {
     if (c_.layout.tp == 1) return zero_->grad_norm_squared();
-    return zero_->grad_norm_squared(model_->parameter_is_tensor_parallel_sharded(), &role_.groups->tp());
+    return zero_->grad_norm_squared(trained_parameters_sharded(), &role_.groups->tp());
   }
   if (c_.layout.tp == 1) return grad_norm_squared(parameters_);
-  std::vector<bool> sharded = model_->parameter_is_tensor_parallel_sharded();
+  std::vector<bool> sharded = trained_parameters_sharded();
   std::vector<Tensor> replicated_parameters, sharded_parameters;
   for (size_t i = 0; i < parameters_.size(); ++i)
     (sharded[i] ? sharded_parameters : replicated_parameters).push_back(parameters_[i]);

@@ -312,6 +312,13 @@ Tensor GptModel::forward(const Tensor& tokens) const {
   return fsdp_post_forward(head_units(), {full_logits(final_norm(stream))})[0];
 }
 
+Tensor GptModel::forward_hidden(const Tensor& tokens) const {
+  TS_CHECK(first_piece_ && last_piece_ && !parallel_.sequence_parallel && fsdp_ == nullptr,
+           "GptModel: forward_hidden runs the whole model with its hidden states whole on every rank; build it "
+           "without pipeline pieces, sequence parallelism and FSDP");
+  return final_norm(run_layers(tokens, {}));
+}
+
 KvCache GptModel::new_kv_cache(int64_t batch, int64_t capacity) const {
   TS_CHECK(first_piece_ && last_piece_,
            "GptModel: KV-cache decoding runs the whole model, not a pipeline piece; "

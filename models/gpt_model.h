@@ -82,6 +82,10 @@ class GptModel : public Module {
   const ModelParallelism& parallelism() const { return parallel_; }
   // tokens [B, T] (i32/i64) -> logits [B, T, V] (under tp all-gathered from the shards).
   Tensor forward(const Tensor& tokens) const;
+  // tokens [B, T] -> the final (normed) hidden states [B, T, C]: what forward() multiplies by
+  // the output layer, the input of a reward or value head (posttrain/reward_head.h). The whole
+  // model only, without sequence parallelism or FSDP (each would leave the states sharded).
+  Tensor forward_hidden(const Tensor& tokens) const;
   // Decoding (eval mode; records no gradients): tokens [B, T] are the next T tokens of each
   // row of `cache`, row b's at positions cache.length(b) .. + T - 1. Returns their logits
   // [B, T, V] and advances the cache by T. On a GPU, T > 1 needs empty cache rows (cuDNN's

@@ -60,10 +60,10 @@ void check_options(const RewardOptions& options) {
   TS_CHECK(options.format_penalty >= 0, "reward function: format_penalty must be >= 0, got ", options.format_penalty);
 }
 
-// a and b of a prompt ending in "a+b=", or nullopt.
+// a and b of a prompt ending in "a+b=" or "a+b?", or nullopt.
 std::optional<std::pair<int64_t, int64_t>> addition_operands(std::string_view prompt) {
   prompt = trim(prompt);
-  if (prompt.empty() || prompt.back() != '=') return std::nullopt;
+  if (prompt.empty() || (prompt.back() != '=' && prompt.back() != '?')) return std::nullopt;
   prompt.remove_suffix(1);
   size_t plus = prompt.rfind('+');
   if (plus == std::string_view::npos) return std::nullopt;
@@ -84,7 +84,7 @@ RewardFunction addition_reward(const RewardOptions& options) {
   return [options](std::string_view prompt, std::string_view response) {
     std::optional<std::pair<int64_t, int64_t>> operands = addition_operands(prompt);
     TS_CHECK(operands.has_value(), "addition reward: prompt \"", prompt,
-             "\" does not end in \"a+b=\" with non-negative integers a and b");
+             "\" does not end in \"a+b=\" or \"a+b?\" with non-negative integers a and b");
     std::vector<std::optional<int64_t>> found = integers(response);
     bool correct = !found.empty() && found[0] && *found[0] == operands->first + operands->second;
     std::string_view answer = trim(response);
@@ -105,10 +105,18 @@ RewardFunction sorting_reward(const RewardOptions& options) {
   };
 }
 
+RewardFunction arithmetic_reward(const RewardOptions& options) {
+  RewardFunction addition = addition_reward(options), sorting = sorting_reward(options);
+  return [addition, sorting](std::string_view prompt, std::string_view response) {
+    return prompt.find('+') != std::string_view::npos ? addition(prompt, response) : sorting(prompt, response);
+  };
+}
+
 RewardFunction reward_function_by_name(const std::string& name, const RewardOptions& options) {
   if (name == "addition") return addition_reward(options);
   if (name == "sorting") return sorting_reward(options);
-  TS_CHECK(false, "unknown reward function '", name, "'; the built-ins are: addition, sorting");
+  if (name == "arithmetic") return arithmetic_reward(options);
+  TS_CHECK(false, "unknown reward function '", name, "'; the built-ins are: addition, sorting, arithmetic");
   return {};
 }
 

@@ -1,0 +1,155 @@
+#include "launcher/grpo_command.h"
+
+#include <fmt/format.h>
+#include <mpi.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/check.h"
+#include "data/tokenizer.h"
+#include "launcher/checkpoint_argument.h"
+#include "launcher/checkpoint_directory.h"
+#include "launcher/checkpoint_state.h"
+#include "launcher/world_communicator.h"
+#include "parallel/mpi_communicator.h"
+#include "posttrain/rewards.h"
+
+namespace tessera {
+
+namespace {
+
+Tokenizer load_grpo_tokenizer(const GrpoConfig& c) {
+  if (!c.tokenizer_model.empty()) return Tokenizer::load(c.tokenizer_model);
+  return Tokenizer::load(std::filesystem::path(c.vocab_file), std::filesystem::path(c.merge_file));
+}
+
+std::string step_line(const GrpoStepStats& s, int64_t steps) {
+  std::string line = fmt::format(
+      "step {}/{} | reward {:.3f} | accuracy {:.3f} | kl {:.4f} | entropy {:.3f} | clip {:.3f} | loss {:.4f} | "
+      "response {:.1f} tokens | generation {:.0f} tokens/s | training {:.0f} tokens/s",
+      s.step, steps, s.mean_reward, s.accuracy, s.kl, s.entropy, s.clip_fraction, s.loss, s.response_length,
+      s.generation_tokens_per_s, s.training_tokens_per_s);
+  if (s.generation_peak_mib > 0)
+    line += fmt::format(" | memory: generation peak {:.0f} MiB, {:.0f} MiB after its KV cache is freed",
+                        s.generation_peak_mib, s.after_release_mib);
+  return line;
+}
+
+std::string step_json(const GrpoStepStats& s) {
+  return fmt::format(
+      "{{\"step\": {}, \"reward\": {}, \"accuracy\": {}, \"kl\": {}, \"entropy\": {}, \"clip_fraction\": {}, "
+      "\"loss\": {}, \"response_length\": {}, \"generation_tokens_per_s\": {}, \"training_tokens_per_s\": {}}}",
+      s.step, s.mean_reward, s.accuracy, s.kl, s.entropy, s.clip_fraction, s.loss, s.response_length,
+      s.generation_tokens_per_s, s.training_tokens_per_s);
+}
+
+}  // namespace
+
+CLI::App* add_grpo_subcommand(CLI::App& app, GrpoCommandOptions& options) {
+  CLI::App* command =
+      app.add_subcommand("grpo", "GRPO from an SFT checkpoint with a programmatic reward (recipes/grpo_*.yaml)");
+  command->add_option("recipe", options.recipe, "recipe YAML")->required()->check(CLI::ExistingFile);
+  command->add_option("overrides", options.overrides, "section.key=value overrides");
+  return command;
+}
+
+GrpoRunResult run_grpo(const GrpoConfig& config, const std::string& resolved_yaml, Communicator* world,
+                       const std::function<void(const std::string&)>& log) {
+  const int64_t ranks = world != nullptr ? world->size() : 1;
+  const bool leader = world == nullptr || world->rank() == 0;
+  validate(config.trainer, ranks);
+  TS_CHECK(std::filesystem::exists(config.init_from), "grpo.init_from ", config.init_from,
+           " does not exist: run the SFT recipe first (tessera train recipes/sft_arithmetic_gpt2.yaml) or point "
+           "grpo.init_from at a checkpoint directory or file");
+  const Tokenizer tokenizer = load_grpo_tokenizer(config);
+  TS_CHECK(tokenizer.vocab_size() <= config.model.vocab_size, "the tokenizer's ", tokenizer.vocab_size(),
+           " tokens do not fit the model's vocabulary of ", config.model.vocab_size,
+           " (data.* must name the SFT run's tokenizer)");
+  const ChatTemplate chat_template = ChatTemplate::for_family(config.chat_template, tokenizer);
+  std::vector<GrpoPrompt> prompts = read_grpo_prompts(config.prompts_path, chat_template);
+  std::vector<GrpoPrompt> held_out;
+  if (!config.eval_prompts_path.empty()) {
+    held_out = read_grpo_prompts(config.eval_prompts_path, chat_template);
+    if (config.eval_prompts > 0 && int64_t(held_out.size()) > config.eval_prompts) held_out.resize(config.eval_prompts);
+  }
+  const RewardFunction reward = reward_function_by_name(config.reward, {config.format_penalty});
+  const RewardFunction correct = reward_function_by_name(config.reward, {});
+
+  LoadedCheckpoint loaded = load_checkpoint_argument(config.init_from, "grpo (grpo.init_from)");
+  GptModel policy(config.model, /*seed=*/0, ParamOptions{config.dtype, config.device});
+  load_model_weights(loaded.checkpoint, loaded.path, policy);
+  std::unique_ptr<ReferencePolicy> reference;
+  if (config.trainer.kl_coef > 0) reference = std::make_unique<FrozenCopyReference>(policy);
+  log(
+      fmt::format("tessera grpo: {} ({:.1f}M parameters) from {} (step {}) on {} x {}; {} prompts, {} held out; "
+                  "{} prompts x {} samples per step, reward {}",
+                  config.model.name, double(config.model.parameter_count()) / 1e6, loaded.path, loaded.checkpoint.step,
+                  ranks, config.device.str(), prompts.size(), held_out.size(), config.trainer.prompts_per_step,
+                  config.trainer.group_size, config.reward));
+
+  GrpoTrainer trainer(config.trainer, policy, std::move(reference), reward, correct, std::move(prompts), tokenizer,
+                      ranks > 1 ? world : nullptr);
+  GrpoRunResult result;
+  const SamplingOptions eval_sampling{0.0, 0, 1.0};  // greedy: what the model answers
+  auto evaluate = [&] {
+    if (held_out.empty()) return;
+    const GrpoEvalStats e = trainer.evaluate(held_out, eval_sampling, config.trainer.seed);
+    result.evaluations.emplace_back(trainer.steps_taken(), e);
+    log(fmt::format("eval after {} steps: held-out reward {:.3f}, accuracy {:.3f} ({} prompts, greedy)",
+                    trainer.steps_taken(), e.mean_reward, e.accuracy, e.samples));
+  };
+  std::ofstream metrics;
+  if (leader && !config.run_dir.empty()) {
+    std::filesystem::create_directories(config.run_dir);
+    metrics.open(std::filesystem::path(config.run_dir) / "metrics.jsonl");
+  }
+  evaluate();
+  for (int64_t step = 1; step <= config.steps; ++step) {
+    result.steps.push_back(trainer.step());
+    if (metrics.is_open()) metrics << step_json(result.steps.back()) << "\n" << std::flush;
+    if (step % config.log_interval == 0 || step == config.steps) log(step_line(result.steps.back(), config.steps));
+    if (step % config.eval_interval == 0 && step != config.steps) evaluate();
+  }
+  evaluate();
+  if (leader && !config.save.empty()) {
+    TrainingCheckpoint checkpoint;
+    checkpoint.config_yaml = resolved_yaml;
+    checkpoint.step = trainer.steps_taken();
+    for (const auto& [name, value] : policy.named_parameters())
+      checkpoint.model[name] = SavedParameter{value.detach().to(Device::cpu()).to(DType::F32), value.dtype()};
+    result.saved = save_checkpoint(config.save, checkpoint, /*keep_last=*/3, log).path;
+    log("saved the policy to " + result.saved);
+  }
+  return result;
+}
+
+int run_grpo_command(const GrpoCommandOptions& options, const MpiRuntime& runtime) {
+  const LaunchContext launch = launch_context(runtime);
+  try {
+    const Recipe recipe = Recipe::load(options.recipe, options.overrides);
+    GrpoConfig config = grpo_config_from_recipe(recipe);
+    if (config.device.is_cuda()) config.device = Device::cuda(launch.local_rank);
+    std::unique_ptr<MpiCommunicator> host_world;
+    std::unique_ptr<Communicator> world;
+    if (launch.world_size > 1) {
+      host_world = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, "world");
+      world = make_world_communicator(*host_world, config.device);
+    }
+    run_grpo(config, recipe.resolved_yaml(), world.get(), [&](const std::string& line) {
+      if (launch.rank != 0) return;
+      fmt::print("{}\n", line);
+      std::fflush(stdout);
+    });
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "tessera: error{}: {}\n",
+               launch.world_size > 1 ? fmt::format(" (rank {} of {})", launch.rank, launch.world_size) : "", e.what());
+    std::fflush(stderr);
+    if (launch.world_size > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace tessera

@@ -1,0 +1,43 @@
+// What `tessera grpo RECIPE` runs, read from the recipe: the model section (it must describe the
+// checkpoint grpo.init_from holds), the tokenizer and chat template (data.*), the grpo.* section,
+// and from the shared sections: train.global_batch_size = prompts per step over all ranks,
+// train.micro_batch_size = rollout rows per forward/backward, train.train_iters = GRPO steps,
+// train.eval_interval, train.seed, train.device, train.precision; optimizer.lr (constant),
+// weight_decay, adam_beta1/2, adam_eps, clip_grad; checkpoint.save (the final policy) and
+// logging.log_interval / run_dir (metrics.jsonl). Unused keys of other sections are ignored.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/device.h"
+#include "core/dtype.h"
+#include "launcher/grpo_trainer.h"
+#include "launcher/recipe.h"
+#include "models/transformer_config.h"
+
+namespace tessera {
+
+struct GrpoConfig {
+  TransformerConfig model;
+  GrpoTrainerOptions trainer;
+  std::string init_from;
+  std::vector<std::string> prompts_path, eval_prompts_path;
+  int64_t eval_prompts = 0;  // 0: all
+  std::string reward = "arithmetic";
+  double format_penalty = 0.0;
+  std::string chat_template = "gpt2";
+  std::string tokenizer_model, vocab_file, merge_file;  // data.*
+  int64_t steps = 1;
+  int64_t eval_interval = 1000;
+  int64_t log_interval = 1;
+  Device device = Device::cpu();
+  DType dtype = DType::F32;  // parameters: bf16 on a GPU with train.precision bf16, else f32
+  std::string save, run_dir;
+};
+
+// Throws a one-line reason naming the key (e.g. a missing grpo.init_from) before any work.
+GrpoConfig grpo_config_from_recipe(const Recipe& recipe);
+
+}  // namespace tessera

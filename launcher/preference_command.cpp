@@ -1,0 +1,107 @@
+#include "launcher/preference_command.h"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "core/cuda/runtime.h"
+#include "launcher/dpo_trainer.h"
+#include "launcher/reward_model_trainer.h"
+#include "launcher/world_communicator.h"
+#include "parallel/mpi_communicator.h"
+
+namespace tessera {
+namespace {
+
+CLI::App* add_subcommand(CLI::App& app, const char* name, const char* description, PreferenceCommandOptions& options) {
+  CLI::App* command = app.add_subcommand(name, description);
+  command->add_option("recipe", options.recipe, "recipe YAML (see recipes/)")->required();
+  command->add_option("overrides", options.overrides, "section.key=value overrides, e.g. dpo.beta=0.2");
+  return command;
+}
+
+std::string read_recipe(const std::string& path) {
+  std::ifstream file(path);
+  TS_CHECK(file.good(), "recipe ", path, " cannot be read (does it exist?)");
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+void train(PreferenceMethod method, const PreferenceRunConfig& config, Communicator* dp, bool logs) {
+  PreferenceTrainer::Log log = [](const std::string& line) {
+    fmt::print("{}\n", line);
+    std::fflush(stdout);
+  };
+  std::unique_ptr<PreferenceTrainer> trainer;
+  if (method == PreferenceMethod::kDpo) {
+    trainer = std::make_unique<DpoTrainer>(config, log, dp);
+  } else {
+    trainer = std::make_unique<RewardModelTrainer>(config, log, dp);
+  }
+  const PreferenceResult result = trainer->run();
+  if (!logs) return;
+  const PreferenceMetrics& last = result.steps.back();
+  std::string summary = fmt::format("done: {} steps; last step loss {:.4f}, accuracy {:.3f}, margin {:+.4f}",
+                                    result.steps.size(), last.loss, last.accuracy, last.margin);
+  if (!result.evaluations.empty()) {
+    const PreferenceMetrics& v = result.evaluations.back();
+    summary += fmt::format("; held-out accuracy {:.3f}, margin {:+.4f}", v.accuracy, v.margin);
+  }
+  if (!result.last_checkpoint.empty()) summary += "; saved " + result.last_checkpoint;
+  log(summary);
+}
+
+}  // namespace
+
+CLI::App* add_dpo_subcommand(CLI::App& app, PreferenceCommandOptions& options) {
+  return add_subcommand(app, "dpo", "Align a model on preference pairs with DPO or IPO (recipe section dpo:)", options);
+}
+
+CLI::App* add_reward_model_subcommand(CLI::App& app, PreferenceCommandOptions& options) {
+  return add_subcommand(app, "reward-model",
+                        "Train a reward model (scalar head, Bradley-Terry loss) on preference pairs "
+                        "(recipe section reward_model:)",
+                        options);
+}
+
+int run_preference_command(PreferenceMethod method, const PreferenceCommandOptions& options,
+                           const MpiRuntime& runtime) {
+  const LaunchContext launch = launch_context(runtime);
+  const bool logs = launch.rank == 0;
+  PreferenceRunConfig config;
+  try {
+    config =
+        preference_config_from_recipe(method, read_recipe(options.recipe), options.recipe, options.overrides, launch);
+    check_world_backend(config.train.device, launch.world_size);
+  } catch (const std::exception& e) {
+    // Every rank read the same recipe and failed the same way: one line, from rank 0.
+    if (logs) fmt::print(stderr, "tessera: error: {}\n", e.what());
+    return 1;
+  }
+  if (logs) fmt::print("resolved configuration ({}):\n{}", options.recipe, config.train.resolved_yaml);
+  try {
+    if (config.train.device.is_cuda()) make_cuda_device_current(config.train.device.index);
+    if (launch.world_size == 1) {
+      train(method, config, nullptr, logs);
+      return 0;
+    }
+    MpiCommunicator host_world(MPI_COMM_WORLD, "world");
+    std::unique_ptr<Communicator> world = make_world_communicator(host_world, config.train.device);
+    train(method, config, world.get(), logs);
+  } catch (const std::exception& e) {
+    if (launch.world_size > 1) {  // the other ranks may wait for this one in a collective
+      fmt::print(stderr, "tessera: error (rank {} of {}): {}\n", launch.rank, launch.world_size, e.what());
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    fmt::print(stderr, "tessera: error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace tessera
