@@ -142,10 +142,12 @@ double layer_activation_bytes(const TransformerConfig& m, int64_t tokens, int tp
   if (recompute == Recompute::Full) return n * input;
   const double residual = kActBytes * h / replicated;
   const double norm_outputs = 2 * kActBytes * h;
-  const double sharded = kActBytes *
-                         (double(qkv_width(m)) + double(m.num_attention_heads * m.head_dim()) + double(fc1_width(m)) +
-                          double(m.ffn_hidden_size)) /
-                         t;
+  // fc2's input is kept for SwiGLU (swiglu(gate, up)); for GELU, fc2 keeps fc1's output alone and
+  // recomputes the GELU in its backward (core/ops linear_of_gelu).
+  const double fc2_input = m.activation == Activation::SwiGLU ? double(m.ffn_hidden_size) : 0.0;
+  const double sharded =
+      kActBytes * (double(qkv_width(m)) + double(m.num_attention_heads * m.head_dim()) + double(fc1_width(m)) + fc2_input) /
+      t;
   const double norm_stats = (m.normalization == Normalization::LayerNorm ? 2 : 1) * 2 * kStatBytes;
   const double lse = kStatBytes * double(m.num_attention_heads) / t;
   return n * (input + residual + norm_outputs + sharded + norm_stats + lse);

@@ -8,6 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <utility>
+#include <vector>
+
 #include "models/gpt_model.h"
 
 namespace tessera::autoconfig {
@@ -52,12 +56,14 @@ TEST(KorthikantiFormula, Gpt3PublishedCase) {
 // bytes) and the log-sum-exp (4 bytes x 12 heads).
 TEST(TesseraActivations, HandCountOfGpt2Layer) {
   const TransformerConfig m = transformer_preset("gpt2-124m");
-  const double h = 768, per_token = 32 * h + 16 + 48;
+  // bf16: input 2h, residual 2h, two norm outputs 4h; sharded by tp: q/k/v 6h, attention output
+  // 2h, fc1's output 8h (GELU's output is not kept: fc2 recomputes it); stats 16 + 4 per head.
+  const double h = 768, per_token = 24 * h + 16 + 48;
   EXPECT_DOUBLE_EQ(layer_activation_bytes(m, 1000, 1, false, Recompute::None), 1000 * per_token);
-  // tp 4 without sp: the 4h of norm outputs and 4h of input + residual stay whole, 24h shards.
-  EXPECT_DOUBLE_EQ(layer_activation_bytes(m, 1000, 4, false, Recompute::None), 1000 * (8 * h + 6 * h + 16 + 12));
+  // tp 4 without sp: the 4h of norm outputs and 4h of input + residual stay whole, 16h shards.
+  EXPECT_DOUBLE_EQ(layer_activation_bytes(m, 1000, 4, false, Recompute::None), 1000 * (8 * h + 4 * h + 16 + 12));
   // with sp the input and residual shard too.
-  EXPECT_DOUBLE_EQ(layer_activation_bytes(m, 1000, 4, true, Recompute::None), 1000 * (5 * h + 6 * h + 16 + 12));
+  EXPECT_DOUBLE_EQ(layer_activation_bytes(m, 1000, 4, true, Recompute::None), 1000 * (5 * h + 4 * h + 16 + 12));
   // Full recomputation keeps the 2h input (sharded by sp).
   EXPECT_DOUBLE_EQ(layer_activation_bytes(m, 1000, 4, false, Recompute::Full), 1000 * 2 * h);
   EXPECT_DOUBLE_EQ(layer_activation_bytes(m, 1000, 4, true, Recompute::Full), 1000 * 2 * h / 4);
@@ -122,9 +128,17 @@ TEST(StateBytes, BucketPaddingFollowsDdp) {
 
 // Issue 13's notes: `tessera train` on one H100, bf16, full step: GPT-2 124M B16 T1024 peaked at
 // 10.03 GiB, Llama-3.2-1B B4 T2048 at 34.0 GiB. The issue's bar: within 10%.
+// Peaks measured by `tessera train` (eager) on one H100: GPT-2 124M at T 1024, global batch 64,
+// micro batches 4 to 64 (`tessera autoconfig --measure`, docs/autoconfig.md), and the Llama-1B
+// recipe at B4 T2048.
 TEST(EstimateMemory, WithinTenPercentOfMeasuredH100Peaks) {
   const GpuSpec gpu = h100();
-  EXPECT_NEAR(estimate_memory(one_gpu_job("gpt2-124m", 16, 1024), single(16), gpu).peak() / kGiB, 10.03, 1.003);
+  const std::vector<std::pair<int64_t, double>> gpt2 = {{4, 3.96}, {8, 5.59}, {16, 8.85}, {32, 15.38}, {64, 28.44}};
+  for (const auto& [micro_batch, measured] : gpt2) {
+    const double predicted = estimate_memory(one_gpu_job("gpt2-124m", 64, 1024), single(micro_batch), gpu).peak() / kGiB;
+    std::printf("gpt2-124m micro batch %ld: predicted %.2f GiB, measured %.2f\n", long(micro_batch), predicted, measured);
+    EXPECT_NEAR(predicted, measured, 0.1 * measured) << "micro batch " << micro_batch;
+  }
   EXPECT_NEAR(estimate_memory(one_gpu_job("llama3-1b", 4, 2048), single(4), gpu).peak() / kGiB, 34.0, 3.4);
 }
 
