@@ -54,15 +54,7 @@ int64_t response_tokens(const PreferenceSequence& side) {
 }  // namespace
 
 PreferencePair parse_preference_line(std::string_view line, const std::string& origin) {
-  json object;
-  try {
-    object = json::parse(line);
-  } catch (const json::parse_error& error) {
-    std::string what = error.what();
-    const size_t bracket = what.find("] ");  // drop nlohmann's "[json.exception.parse_error.101] "
-    TS_CHECK(false, origin, ": malformed JSON (", bracket == std::string::npos ? what : what.substr(bracket + 2), ")");
-  }
-  TS_CHECK(object.is_object(), origin, ": expected a JSON object, not ", object.type_name());
+  const json object = parse_json_object_line(line, origin);
   PreferencePair pair;
   pair.origin = origin;
   if (object.contains("messages")) {

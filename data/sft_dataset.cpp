@@ -95,7 +95,7 @@ std::string SftPackingReport::summary(int64_t sequence_length) const {
       truncated + skipped, truncated, skipped);
 }
 
-std::vector<ChatMessage> parse_sft_line(std::string_view line, const std::string& origin) {
+json parse_json_object_line(std::string_view line, const std::string& origin) {
   json object;
   try {
     object = json::parse(line);
@@ -105,6 +105,11 @@ std::vector<ChatMessage> parse_sft_line(std::string_view line, const std::string
     TS_CHECK(false, origin, ": malformed JSON (", bracket == std::string::npos ? what : what.substr(bracket + 2), ")");
   }
   TS_CHECK(object.is_object(), origin, ": expected a JSON object, not ", object.type_name());
+  return object;
+}
+
+std::vector<ChatMessage> parse_sft_line(std::string_view line, const std::string& origin) {
+  const json object = parse_json_object_line(line, origin);
   std::vector<ChatMessage> messages;
   if (object.contains("messages")) {
     const json& list = object["messages"];

@@ -31,6 +31,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "data/chat_template.h"
 
 namespace tessera {
@@ -85,6 +87,10 @@ std::vector<SftConversation> read_sft_conversations(const std::vector<std::strin
                                                     const ChatTemplate& chat_template);
 // Parses one JSONL line's conversation; `origin` ("file:line") prefixes every error.
 std::vector<ChatMessage> parse_sft_line(std::string_view line, const std::string& origin);
+
+// One JSONL line as a JSON object; throws naming `origin` (file:line) for malformed JSON or a
+// value that is not an object. Shared by the chat and preference readers.
+nlohmann::json parse_json_object_line(std::string_view line, const std::string& origin);
 
 class SftDataset {
  public:

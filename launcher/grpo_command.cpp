@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "data/tokenizer.h"
+#include "launcher/command_failure.h"
 #include "launcher/checkpoint_argument.h"
 #include "launcher/checkpoint_directory.h"
 #include "launcher/checkpoint_state.h"
@@ -143,11 +144,7 @@ int run_grpo_command(const GrpoCommandOptions& options, const MpiRuntime& runtim
       std::fflush(stdout);
     });
   } catch (const std::exception& e) {
-    fmt::print(stderr, "tessera: error{}: {}\n",
-               launch.world_size > 1 ? fmt::format(" (rank {} of {})", launch.rank, launch.world_size) : "", e.what());
-    std::fflush(stderr);
-    if (launch.world_size > 1) MPI_Abort(MPI_COMM_WORLD, 1);
-    return 1;
+    return fail_command(launch, e);
   }
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/cuda/runtime.h"
+#include "launcher/command_failure.h"
 #include "launcher/dpo_trainer.h"
 #include "launcher/reward_model_trainer.h"
 #include "launcher/world_communicator.h"
@@ -93,13 +94,7 @@ int run_preference_command(PreferenceMethod method, const PreferenceCommandOptio
     std::unique_ptr<Communicator> world = make_world_communicator(host_world, config.train.device);
     train(method, config, world.get(), logs);
   } catch (const std::exception& e) {
-    if (launch.world_size > 1) {  // the other ranks may wait for this one in a collective
-      fmt::print(stderr, "tessera: error (rank {} of {}): {}\n", launch.rank, launch.world_size, e.what());
-      std::fflush(stderr);
-      MPI_Abort(MPI_COMM_WORLD, 1);
-    }
-    fmt::print(stderr, "tessera: error: {}\n", e.what());
-    return 1;
+    return fail_command(launch, e);
   }
   return 0;
 }

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "core/cuda/runtime.h"
+#include "launcher/command_failure.h"
 #include "launcher/recipe.h"
 #include "launcher/train_config.h"
 #include "launcher/trainer.h"
@@ -162,13 +163,7 @@ int run_train_command(const TrainCommandOptions& options, const MpiRuntime& runt
   try {
     train(options, *config, launch, host_world);
   } catch (const std::exception& e) {
-    if (launch.world_size > 1) {  // before the watchdog exists (the backend's setup): end the job
-      fmt::print(stderr, "tessera: error (rank {} of {}): {}\n", launch.rank, launch.world_size, e.what());
-      std::fflush(stderr);
-      MPI_Abort(MPI_COMM_WORLD, 1);
-    }
-    fmt::print(stderr, "tessera: error: {}\n", e.what());
-    return 1;
+    return fail_command(launch, e);  // before the watchdog exists (the backend's setup)
   }
   return 0;
 }
