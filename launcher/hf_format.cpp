@@ -22,18 +22,6 @@ Tensor rows_back(const Tensor& rows, const Shape& like_tail, int64_t n) {
   return rows.reshape(shape).contiguous();
 }
 
-// Our grouped QKV rows [(H + 2 KV) D, ...] -> {Q [H D, ...], K [KV D, ...], V [KV D, ...]},
-// heads in order.
-std::array<Tensor, 3> split_grouped_qkv(const TransformerConfig& c, const Tensor& qkv) {
-  const int64_t H = c.num_attention_heads, KV = c.num_query_groups, D = c.head_dim(), r = H / KV;
-  const Shape tail(qkv.shape().begin() + 1, qkv.shape().end());
-  const Tensor grouped = as_rows(qkv).reshape({KV, r + 2, D, qkv.numel() / qkv.size(0)});
-  auto part = [&](int64_t first, int64_t count) {
-    return rows_back(grouped.narrow(1, first, count).contiguous().reshape({KV * count * D, -1}), tail, KV * count * D);
-  };
-  return {part(0, r), part(r, 1), part(r + 1, 1)};
-}
-
 Tensor join_grouped_qkv(const TransformerConfig& c, const Tensor& q, const Tensor& k, const Tensor& v) {
   const int64_t H = c.num_attention_heads, KV = c.num_query_groups, D = c.head_dim(), r = H / KV;
   const Shape tail(q.shape().begin() + 1, q.shape().end());
@@ -285,6 +273,17 @@ TransformerConfig llama_config(const nlohmann::json& j, const std::string& sourc
 }
 
 }  // namespace
+
+std::array<Tensor, 3> split_grouped_qkv(const TransformerConfig& c, const Tensor& qkv) {
+  const int64_t H = c.num_attention_heads, KV = c.num_query_groups, D = c.head_dim(), r = H / KV;
+  const Shape tail(qkv.shape().begin() + 1, qkv.shape().end());
+  const Tensor grouped = as_rows(qkv).reshape({KV, r + 2, D, qkv.numel() / qkv.size(0)});
+  auto part = [&](int64_t first, int64_t count) {
+    return rows_back(grouped.narrow(1, first, count).contiguous().reshape({KV * count * D, -1}), tail, KV * count * D);
+  };
+  return {part(0, r), part(r, 1), part(r + 1, 1)};
+}
+
 
 HfArchitecture hf_architecture(const TransformerConfig& c) {
   const bool gpt2 = c.normalization == Normalization::LayerNorm && c.activation == Activation::Gelu &&

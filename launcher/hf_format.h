@@ -12,6 +12,7 @@
 // Tensors keep their dtype through the conversion; they must be on the host.
 #pragma once
 
+#include <array>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -28,6 +29,10 @@ HfArchitecture hf_architecture(const TransformerConfig& config);
 
 // Our single-rank parameters by name (padded vocabulary) -> transformers' tensors, in the
 // order transformers lists them. Throws naming a missing or misshapen parameter.
+// Our grouped QKV rows [(H + 2 KV) D, ...] (per group its query heads, its key, its value) ->
+// {Q [H D, ...], K [KV D, ...], V [KV D, ...]}, heads in order.
+std::array<Tensor, 3> split_grouped_qkv(const TransformerConfig& config, const Tensor& qkv);
+
 NamedTensors to_hf_tensors(const TransformerConfig& config, const std::map<std::string, Tensor>& ours);
 // The inverse; `source` names the files in errors. Unused extra tensors (GPT-2's attn.bias
 // masks, a tied lm_head copy) are ignored; a missing or misshapen one throws naming it.

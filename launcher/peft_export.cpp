@@ -16,18 +16,6 @@ namespace tessera {
 
 namespace {
 
-// Our grouped QKV rows [(H + 2 KV) D, r] -> {Q [H D, r], K [KV D, r], V [KV D, r]}, as
-// hf_format.cpp splits the weight's rows.
-std::array<Tensor, 3> split_grouped_rows(const TransformerConfig& c, const Tensor& rows) {
-  const int64_t H = c.num_attention_heads, KV = c.num_query_groups, D = c.head_dim(), g = H / KV;
-  const int64_t width = rows.size(1);
-  const Tensor grouped = rows.reshape({KV, g + 2, D, width});
-  auto part = [&](int64_t first, int64_t count) {
-    return grouped.narrow(1, first, count).contiguous().reshape({KV * count * D, width});
-  };
-  return {part(0, g), part(g, 1), part(g + 1, 1)};
-}
-
 class Adapters {
  public:
   Adapters(const std::map<std::string, Tensor>& tensors, int64_t rank) : tensors_(tensors), rank_(rank) {}
@@ -72,7 +60,7 @@ NamedTensors to_peft_tensors(const TransformerConfig& c, const std::map<std::str
         architecture == HfArchitecture::Gpt2 ? fmt::format("transformer.h.{}.", l) : fmt::format("model.layers.{}.", l);
     if (targets(c, "linear_qkv")) {
       auto [a, b] = ours.get(p + "self_attention.linear_qkv", C, (H + 2 * KV) * D);
-      auto [q, k, v] = split_grouped_rows(c, b);
+      auto [q, k, v] = split_grouped_qkv(c, b);
       if (architecture == HfArchitecture::Gpt2) {
         emit(h + "attn.c_attn", a, cat({q, k, v}, 0));
       } else {
