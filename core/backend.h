@@ -110,6 +110,10 @@ class Backend {
   virtual void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
   virtual void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dL_dout,
                                const Tensor& dL_dgate, const Tensor& dL_dup) = 0;
+  // SwiGLU of a packed projection h [R, 2F] (each row its gate, then its up; contiguous):
+  // out [R, F]; the backward writes dL_dh [R, 2F] from dL_dout [R, F]. No split copies.
+  virtual void swiglu_packed(const Tensor& h, const Tensor& out) = 0;
+  virtual void swiglu_packed_backward(const Tensor& h, const Tensor& dL_dout, const Tensor& dL_dh) = 0;
 
   // ---- reductions over the last dim of x [R, C] into out [R] ----
   virtual void reduce_rows(RowReduceOp op, const Tensor& x, const Tensor& out) = 0;

@@ -8,7 +8,7 @@ namespace tessera {
 
 FeedForward::FeedForward(const TransformerConfig& config, Generator& generator, ParamOptions options,
                          const ModelParallelism& parallel)
-    : activation_(config.activation), local_ffn_(config.ffn_hidden_size / parallel.tp_size()) {
+    : activation_(config.activation) {
   const bool swiglu = activation_ == Activation::SwiGLU;
   const int64_t ffn = config.ffn_hidden_size;
   double residual_std = config.init_method_std / std::sqrt(2.0 * double(config.num_layers));
@@ -30,11 +30,9 @@ FeedForward::FeedForward(const TransformerConfig& config, Generator& generator, 
 }
 
 Tensor FeedForward::forward(const Tensor& x) const {
-  if (activation_ == Activation::SwiGLU) {
-    Tensor h = fc1_->forward(x);
-    std::vector<Tensor> gate_up = split(h, {local_ffn_, local_ffn_}, -1);
-    return fc2_->forward(swiglu(gate_up[0], gate_up[1]));
-  }
+  // fc1's output packs gate and up per rank; fc2 keeps it, not swiglu(gate, up) nor split copies,
+  // and recomputes the SwiGLU in its backward (core/ops linear_of_swiglu).
+  if (activation_ == Activation::SwiGLU) return fc2_->forward_of_swiglu(fc1_->forward(x));
   // fc1's GEMM also applies the GELU in its epilogue; fc2 keeps h, not gelu(h), for the
   // backward, which recomputes gelu(h) (core/ops linear_of_gelu).
   LinearAndGelu h = fc1_->forward_and_gelu(x);

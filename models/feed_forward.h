@@ -27,7 +27,6 @@ class FeedForward : public Module {
 
  private:
   Activation activation_;
-  int64_t local_ffn_;  // F / tp
   std::shared_ptr<ColumnParallelLinear> fc1_;
   std::shared_ptr<RowParallelLinear> fc2_;
 };

@@ -111,30 +111,51 @@ RowParallelLinear::RowParallelLinear(int64_t in_features, int64_t out_features, 
   }
 }
 
-Tensor RowParallelLinear::forward(const Tensor& x) const { return forward_with(x, false); }
+Tensor RowParallelLinear::forward(const Tensor& x) const { return forward_with(x, InputActivation::None); }
 
 Tensor RowParallelLinear::forward_of_gelu(const Tensor& x, const Tensor& gelu_of_x) const {
-  return forward_with(x, true, gelu_of_x);
+  return forward_with(x, InputActivation::Gelu, gelu_of_x);
 }
 
-Tensor RowParallelLinear::forward_with(const Tensor& x, bool gelu_first, const Tensor& gelu_of_x) const {
+Tensor RowParallelLinear::forward_of_swiglu(const Tensor& x) const {
+  TS_CHECK(tp_ == nullptr || options_.input_is_parallel,
+           "RowParallelLinear::forward_of_swiglu: the packed gate/up input must come split by a column-parallel layer "
+           "(input_is_parallel = true)");
+  return forward_with(x, InputActivation::Swiglu);
+}
+
+Tensor RowParallelLinear::forward_with(const Tensor& x, InputActivation activation, const Tensor& gelu_of_x) const {
   // gelu_of_x is of x as given: it stands for the product's input only where that is x itself.
   const Tensor known_gelu = tp_ == nullptr || options_.input_is_parallel ? gelu_of_x : Tensor();
-  auto product = [gelu_first, &known_gelu](const Tensor& in, const Tensor& weight, const Tensor& bias) {
-    return gelu_first ? linear_of_gelu(in, weight, bias, known_gelu) : linear(in, weight, bias);
+  auto product = [activation, &known_gelu](const Tensor& in, const Tensor& weight, const Tensor& bias) {
+    switch (activation) {
+      case InputActivation::Gelu: return linear_of_gelu(in, weight, bias, known_gelu);
+      case InputActivation::Swiglu: return linear_of_swiglu(in, weight, bias);
+      case InputActivation::None: break;
+    }
+    return linear(in, weight, bias);
+  };
+  // What the adapter sees: the activation's output, through differentiable ops.
+  auto activated = [activation](const Tensor& in) {
+    if (activation == InputActivation::Gelu) return gelu(in);
+    if (activation != InputActivation::Swiglu) return in;
+    const int64_t half = in.size(-1) / 2;
+    std::vector<Tensor> gate_up = split(in, {half, half}, -1);
+    return swiglu(gate_up[0], gate_up[1]);
   };
   const bool adapted = lora_ && lora_->active();
   if (tp_ == nullptr) {
     Tensor y = product(x, weight_, bias_);
-    return adapted ? y + lora_->forward(gelu_first ? gelu(x) : x) : y;
+    return adapted ? y + lora_->forward(activated(x)) : y;
   }
-  // GELU is elementwise: applying it to this rank's shard of the input is applying it to all.
+  // The activations are elementwise (SwiGLU per gate/up pair, both halves on this rank): applying
+  // one to this rank's shard of the input is applying it to all.
   Tensor x_parallel = options_.input_is_parallel ? x : scatter_to_tensor_parallel(x, *tp_);
   Tensor partial = product(x_parallel, weight_, Tensor());
   Tensor y = options_.sequence_parallel ? reduce_scatter_to_sequence_parallel(partial, *tp_, options_.sequence_dim)
                                         : reduce_from_tensor_parallel(partial, *tp_);
   // The adapter reduces its own [..., rank] partial product, so B sees the summed h.
-  if (adapted) y = y + lora_->forward(gelu_first ? gelu(x_parallel) : x_parallel);
+  if (adapted) y = y + lora_->forward(activated(x_parallel));
   return bias_.defined() ? y + bias_ : y;
 }
 

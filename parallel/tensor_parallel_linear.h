@@ -89,6 +89,9 @@ class RowParallelLinear : public Module {
   // forward(gelu(x)), keeping x rather than gelu(x) for the backward (core/ops linear_of_gelu).
   // gelu_of_x: gelu(x) if the caller has it (ColumnParallelLinear::forward_and_gelu).
   Tensor forward_of_gelu(const Tensor& x, const Tensor& gelu_of_x = {}) const;
+  // forward(swiglu(gate, up)) of a packed x [..., 2 in] (gate, then up: a SwiGLU fc1's output),
+  // keeping x for the backward (core/ops linear_of_swiglu). Needs input_is_parallel.
+  Tensor forward_of_swiglu(const Tensor& x) const;
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }
   // As ColumnParallelLinear::attach_lora. With forward_of_gelu the adapter sees gelu(x).
@@ -96,7 +99,8 @@ class RowParallelLinear : public Module {
   LoraAdapter* lora() const { return lora_.get(); }
 
  private:
-  Tensor forward_with(const Tensor& x, bool gelu_first, const Tensor& gelu_of_x = {}) const;
+  enum class InputActivation { None, Gelu, Swiglu };  // applied to x before the product
+  Tensor forward_with(const Tensor& x, InputActivation activation, const Tensor& gelu_of_x = {}) const;
   Communicator* tp_;
   RowParallelOptions options_;
   std::shared_ptr<LoraAdapter> lora_;

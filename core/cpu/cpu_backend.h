@@ -27,6 +27,8 @@ class CpuBackend final : public Backend {
   void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) override;
   void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dL_dout,
                        const Tensor& dL_dgate, const Tensor& dL_dup) override;
+  void swiglu_packed(const Tensor& h, const Tensor& out) override;
+  void swiglu_packed_backward(const Tensor& h, const Tensor& dL_dout, const Tensor& dL_dh) override;
 
   void reduce_rows(RowReduceOp op, const Tensor& x, const Tensor& out) override;
   void argmax_rows(const Tensor& x, const Tensor& out_i64) override;

@@ -250,4 +250,60 @@ void CpuBackend::swiglu_backward(const Tensor& gate, const Tensor& up, const Ten
   });
 }
 
+namespace {
+
+// h [..., 2F] contiguous; `other` (out or dL_dout [..., F], or dL_dh like h) contiguous, h's dtype.
+int64_t check_swiglu_packed(std::string_view op, const Tensor& h, std::string_view name, const Tensor& other,
+                            int64_t other_width) {
+  TS_CHECK(h.dim() >= 1 && h.size(-1) % 2 == 0, op, ": h ", h.shape(), " must be [..., 2F] (gate, then up)");
+  Shape want = h.shape();
+  want.back() = other_width;
+  TS_CHECK(other.shape() == want && other.dtype() == h.dtype() && other.is_contiguous() && h.is_contiguous(), op,
+           ": expected contiguous h ", h.shape(), " and ", name, " ", want, " of h's dtype, got ", name, " ",
+           other.shape(), " ", dtype_name(other.dtype()));
+  return h.size(-1) / 2;
+}
+
+}  // namespace
+
+void CpuBackend::swiglu_packed(const Tensor& h, const Tensor& out) {
+  const int64_t F = h.dim() >= 1 ? h.size(-1) / 2 : 0;
+  check_swiglu_packed("swiglu_packed", h, "out", out, F);
+  const int64_t rows = F == 0 ? 0 : out.numel() / F;
+  dispatch_float(h.dtype(), "swiglu_packed", [&](auto t) {
+    using T = decltype(t);
+    using A = acc_type<T>;
+    const T* x = h.data<T>();
+    T* y = out.data<T>();
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < F; ++c) {
+        A gv = static_cast<A>(x[r * 2 * F + c]);
+        y[r * F + c] = T(gv * sigmoid(gv) * static_cast<A>(x[r * 2 * F + F + c]));
+      }
+    }
+  });
+}
+
+void CpuBackend::swiglu_packed_backward(const Tensor& h, const Tensor& dL_dout, const Tensor& dL_dh) {
+  const int64_t F = h.dim() >= 1 ? h.size(-1) / 2 : 0;
+  check_swiglu_packed("swiglu_packed_backward", h, "dL_dout", dL_dout, F);
+  check_swiglu_packed("swiglu_packed_backward", h, "dL_dh", dL_dh, 2 * F);
+  const int64_t rows = F == 0 ? 0 : dL_dout.numel() / F;
+  dispatch_float(h.dtype(), "swiglu_packed_backward", [&](auto t) {
+    using T = decltype(t);
+    using A = acc_type<T>;
+    const T* x = h.data<T>();
+    const T* dout = dL_dout.data<T>();
+    T* dx = dL_dh.data<T>();
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < F; ++c) {
+        A gv = static_cast<A>(x[r * 2 * F + c]), uv = static_cast<A>(x[r * 2 * F + F + c]);
+        A dy = static_cast<A>(dout[r * F + c]), s = sigmoid(gv);
+        dx[r * 2 * F + c] = T(dy * uv * s * (A(1) + gv * (A(1) - s)));
+        dx[r * 2 * F + F + c] = T(dy * gv * s);
+      }
+    }
+  });
+}
+
 }  // namespace tessera

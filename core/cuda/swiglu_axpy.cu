@@ -1,4 +1,4 @@
-// CUDA SwiGLU (forward and backward, contiguous operands) and axpy (y += alpha x, x contiguous,
+// CUDA SwiGLU (forward and backward, contiguous operands or one packed [gate | up] projection) and axpy (y += alpha x, x contiguous,
 // y contiguous or strided, mixed dtypes), with the formulas of core/cpu/elementwise.cpp.
 #include "core/cuda/elementwise_common.cuh"
 
@@ -40,6 +40,65 @@ struct SwigluBackwardMap {
     store_vector<W>(dL_dup + i, du);
   }
 };
+
+// SwiGLU over a packed h [R, 2F] (gate then up per row): element i of out [R, F] reads h's row
+// i / F at columns i % F and F + i % F. Vectors of W never cross a row (the launcher vectorizes
+// only when F is a multiple of the vector width).
+template <typename T>
+struct SwigluPackedMap {
+  const T* h;
+  T* out;
+  int64_t width;  // F
+
+  template <int W>
+  __device__ void apply(int64_t i) const {
+    const int64_t row = i / width, col = i - row * width;
+    const T* gate = h + row * 2 * width + col;
+    PackedVec<T, W> g = load_vector<W>(gate), u = load_vector<W>(gate + width), y;
+#pragma unroll
+    for (int k = 0; k < W; ++k) y.v[k] = SwigluValue<T>{}(g.v[k], u.v[k]);
+    store_vector<W>(out + i, y);
+  }
+};
+
+template <typename T>
+struct SwigluPackedBackwardMap {
+  const T* h;
+  const T* dL_dout;
+  T* dL_dh;
+  int64_t width;
+
+  template <int W>
+  __device__ void apply(int64_t i) const {
+    using A = acc_t<T>;
+    const int64_t row = i / width, col = i - row * width, at = row * 2 * width + col;
+    PackedVec<T, W> g = load_vector<W>(h + at), u = load_vector<W>(h + at + width), dy = load_vector<W>(dL_dout + i);
+    PackedVec<T, W> dg, du;
+#pragma unroll
+    for (int k = 0; k < W; ++k) {
+      A gv = load(g.v[k]), uv = load(u.v[k]), dyv = load(dy.v[k]);
+      A s = d_sigmoid(gv);
+      dg.v[k] = store<T>(dyv * uv * s * (A(1) + gv * (A(1) - s)));
+      du.v[k] = store<T>(dyv * gv * s);
+    }
+    store_vector<W>(dL_dh + at, dg);
+    store_vector<W>(dL_dh + at + width, du);
+  }
+};
+
+// h [..., 2F] contiguous; `other` [..., other_width] contiguous with h's dtype, on the device.
+int64_t check_swiglu_packed(const char* op, const Tensor& h, const char* name, const Tensor& other,
+                            int64_t other_width, int device) {
+  cuda::check_on_device(op, "h", h, device);
+  cuda::check_on_device(op, name, other, device);
+  TS_CHECK(h.dim() >= 1 && h.size(-1) % 2 == 0, op, ": h ", h.shape(), " must be [..., 2F] (gate, then up)");
+  Shape want = h.shape();
+  want.back() = other_width;
+  TS_CHECK(other.shape() == want && other.dtype() == h.dtype() && other.is_contiguous() && h.is_contiguous(), op,
+           ": expected contiguous h ", h.shape(), " and ", name, " ", want, " of h's dtype, got ", name, " ",
+           other.shape(), " ", dtype_name(other.dtype()));
+  return h.size(-1) / 2;
+}
 
 template <typename X, typename Y>
 __device__ __forceinline__ Y axpy_value(acc_t<Y> alpha, X x, Y y) {
@@ -136,6 +195,37 @@ void CudaBackend::swiglu_backward(const Tensor& gate, const Tensor& up, const Te
     for (const Tensor* t : {&gate, &up, &dL_dout, &dL_dgate, &dL_dup})
       vectorize = vectorize && cuda::is_aligned(t->data_ptr(), N * sizeof(T));
     cuda::launch_contiguous<N>("swiglu_backward", n, vectorize, map, stream());
+  });
+}
+
+void CudaBackend::swiglu_packed(const Tensor& h, const Tensor& out) {
+  const int64_t F = check_swiglu_packed("swiglu_packed", h, "out", out, h.dim() >= 1 ? h.size(-1) / 2 : 0, device_);
+  if (out.numel() == 0) return;
+  CudaDeviceGuard guard(device_);
+  cuda::dispatch_cuda_float(h.dtype(), "swiglu_packed", [&](auto t) {
+    using T = decltype(t);
+    constexpr int N = cuda::kVec16<T>;
+    const bool vectorize = F % N == 0 && cuda::is_aligned(h.data_ptr(), N * sizeof(T)) &&
+                           cuda::is_aligned(out.data_ptr(), N * sizeof(T));
+    SwigluPackedMap<T> map{static_cast<const T*>(h.data_ptr()), static_cast<T*>(out.data_ptr()), F};
+    cuda::launch_contiguous<N>("swiglu_packed", out.numel(), vectorize, map, stream());
+  });
+}
+
+void CudaBackend::swiglu_packed_backward(const Tensor& h, const Tensor& dL_dout, const Tensor& dL_dh) {
+  const int64_t F =
+      check_swiglu_packed("swiglu_packed_backward", h, "dL_dout", dL_dout, h.dim() >= 1 ? h.size(-1) / 2 : 0, device_);
+  check_swiglu_packed("swiglu_packed_backward", h, "dL_dh", dL_dh, 2 * F, device_);
+  if (dL_dout.numel() == 0) return;
+  CudaDeviceGuard guard(device_);
+  cuda::dispatch_cuda_float(h.dtype(), "swiglu_packed_backward", [&](auto t) {
+    using T = decltype(t);
+    constexpr int N = cuda::kVec16<T>;
+    bool vectorize = F % N == 0;
+    for (const Tensor* x : {&h, &dL_dout, &dL_dh}) vectorize = vectorize && cuda::is_aligned(x->data_ptr(), N * sizeof(T));
+    SwigluPackedBackwardMap<T> map{static_cast<const T*>(h.data_ptr()), static_cast<const T*>(dL_dout.data_ptr()),
+                                   static_cast<T*>(dL_dh.data_ptr()), F};
+    cuda::launch_contiguous<N>("swiglu_packed_backward", dL_dout.numel(), vectorize, map, stream());
   });
 }
 

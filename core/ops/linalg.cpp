@@ -160,6 +160,54 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return record_linear(x, weight, bias, o, y.view(o.out_shape));
 }
 
+Tensor linear_of_swiglu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  constexpr std::string_view op = "linear_of_swiglu";
+  check_defined(op, x, "input");
+  check_defined(op, weight, "weight");
+  check_same_dtype_device(op, x, weight);
+  check_floating(op, x);
+  check_dim(op, weight, 2, "weight");
+  const int64_t width = weight.size(1), out_features = weight.size(0);
+  TS_CHECK(x.dim() >= 1 && x.size(-1) == 2 * width, op, ": input ", x.shape(), " does not match weight ",
+           weight.shape(), " (the input packs gate and up: its last dim must be 2 x ", width, ")");
+  if (bias.defined()) {
+    check_same_dtype_device(op, x, bias);
+    TS_CHECK(bias.dim() == 1 && bias.size(0) == out_features, op, ": bias must be [", out_features, "], got ",
+             bias.shape());
+  }
+  const int64_t rows = x.numel() / (2 * width);
+  Tensor x3 = x.detach().contiguous().view({1, rows, 2 * width});
+  Tensor w3 = weight.detach().contiguous().view({1, out_features, width});
+  Backend& backend = backend_for(x.device());
+  Tensor y;
+  {
+    Tensor a3 = Tensor::empty({1, rows, width}, x.dtype(), x.device());  // freed before the backward
+    backend.swiglu_packed(x3, a3);
+    y = gemm_new(a3, w3, false, true, bias.defined() ? bias.detach().contiguous() : Tensor());
+  }
+  Shape out_shape = x.shape();
+  out_shape.back() = out_features;
+  return record_op(
+      "linear_of_swiglu", {x, weight, bias}, y.view(out_shape),
+      [x3, w3, x_shape = x.shape(), rows, width, out_features](const Grads& g, const Needs& need) {
+        Backend& backend = backend_for(x3.device());
+        Tensor g3 = g[0].contiguous().view({1, rows, out_features});
+        Tensor dL_dx, dL_dw;
+        if (need[0]) {
+          Tensor dL_da = gemm_new(g3, w3, false, false);
+          dL_dx = Tensor::empty(x3.shape(), x3.dtype(), x3.device());
+          backend.swiglu_packed_backward(x3, dL_da, dL_dx);
+          dL_dx = dL_dx.view(x_shape);
+        }
+        if (need[1]) {
+          Tensor a3 = Tensor::empty({1, rows, width}, x3.dtype(), x3.device());
+          backend.swiglu_packed(x3, a3);
+          dL_dw = gemm_new(g3, a3, true, false).view({out_features, width});
+        }
+        return Grads{dL_dx, dL_dw, need[2] ? bias_gradient(g3) : Tensor()};
+      });
+}
+
 LinearAndGelu linear_and_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_linear_args("linear_and_gelu", x, weight, bias);
   LinearOperands o = linear_operands(x, weight);

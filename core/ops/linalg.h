@@ -18,6 +18,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
 // forward then skips its own GELU pass.
 Tensor linear_of_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias = {}, const Tensor& gelu_of_x = {});
 
+// linear(swiglu(gate, up), weight, bias) of a packed x [..., 2F] (each row its gate, then its
+// up: a column-parallel SwiGLU fc1's output), weight [out, F]. Keeps x, not the SwiGLU's output
+// nor split copies of the halves, for the backward, which recomputes the SwiGLU (one pass).
+Tensor linear_of_swiglu(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
+
 // linear(x, weight, bias) and its GELU from one GEMM (the GELU in its epilogue, which also
 // writes the pre-activation): pre_activation is differentiable as linear's output is;
 // activation = gelu(pre_activation) is a detached value, for linear_of_gelu's gelu_of_x.

@@ -91,6 +91,7 @@ std::vector<OpCase> op_cases() {
       {"linear_of_gelu", {{{2, 3, 4}}, {{5, 4}}, {{5}}}, [](V x) { return linear_of_gelu(x[0], x[1], x[2]); }},
       {"linear_of_gelu_no_bias", {{{3, 4}}, {{2, 4}}}, [](V x) { return linear_of_gelu(x[0], x[1]); }},
       {"packed_qkv_attention", {{{2, 4, 2, 3, 4}}}, [](V x) { return packed_qkv_attention(x[0]); }},
+      {"linear_of_swiglu", {{{2, 3, 8}}, {{5, 4}}, {{5}}}, [](V x) { return linear_of_swiglu(x[0], x[1], x[2]); }},
       {"linear_and_gelu", {{{2, 3, 4}}, {{5, 4}}, {{5}}}, [](V x) { return linear_and_gelu(x[0], x[1], x[2]).pre_activation; }},
       {"cross_entropy_mean_ignore_mask", {{{2, 3, 7}}}, [](V x) {
          CrossEntropyOptions options;
@@ -202,6 +203,16 @@ TEST(LinearAndGelu, EqualsLinearThenGelu) {
     // Handed to linear_of_gelu, the activation stands in for its own GELU pass.
     EXPECT_LE(max_abs_diff(linear_of_gelu(want, w2, {}, got.activation), linear_of_gelu(want, w2)), 1e-12);
   }
+}
+
+// The packed SwiGLU product equals the split-then-swiglu composition it replaces.
+TEST(LinearOfSwiglu, EqualsSplitSwigluThenLinear) {
+  Generator generator(10);
+  Tensor x = randn({2, 3, 8}, generator, DType::F64), w = randn({5, 4}, generator, DType::F64),
+         b = randn({5}, generator, DType::F64);
+  std::vector<Tensor> gate_up = split(x, {4, 4}, -1);
+  EXPECT_LE(max_abs_diff(linear_of_swiglu(x, w, b), linear(swiglu(gate_up[0], gate_up[1]), w, b)), 1e-12);
+  EXPECT_THROW(linear_of_swiglu(x, randn({5, 8}, generator, DType::F64)), Error);  // x must be 2 x 8 wide
 }
 
 TEST(CrossEntropyBackward, RetainedGraphGivesTheSameGradientTwice) {

@@ -343,6 +343,25 @@ TEST(GpuElementwise, SwigluAndBackwardMatchCpu) {
   }
 }
 
+// The packed form (h [R, 2F]: gate then up per row), with F a multiple of the vector width and not.
+TEST(GpuElementwise, PackedSwigluAndBackwardMatchCpu) {
+  TS_REQUIRE_GPU();
+  Generator g(18);
+  for (DType dtype : {DType::F32, DType::BF16}) {
+    for (int64_t F : {64, 37}) {
+      std::string tag = name(dtype) + " F " + std::to_string(F);
+      Both h = random_normal({129, 2 * F}, dtype, g, 2.0), dout = random_normal({129, F}, dtype, g);
+      Both out = poisoned_both({129, F}, dtype), dh = poisoned_both({129, 2 * F}, dtype);
+      cpu().swiglu_packed(h.cpu, out.cpu);
+      gpu().swiglu_packed(h.gpu, out.gpu);
+      expect_close("swiglu_packed " + tag, out);
+      cpu().swiglu_packed_backward(h.cpu, dout.cpu, dh.cpu);
+      gpu().swiglu_packed_backward(h.gpu, dout.gpu, dh.gpu);
+      expect_close("swiglu_packed_backward " + tag, dh);
+    }
+  }
+}
+
 // ---- reductions ----
 
 TEST(GpuReduce, RowReductionsMatchCpuForEveryShapeClass) {
