@@ -5,7 +5,8 @@ namespace tessera {
 const std::vector<std::string>& config_sections() {
   static const std::vector<std::string> sections = {"model", "parallel", "data", "optimizer", "scheduler",
                                                      "train", "checkpoint", "logging",
-                                                     "dpo", "reward_model", "lora", "grpo"};
+                                                     "dpo", "reward_model", "lora", "grpo",
+                                                     "ppo"};
   return sections;
 }
 
@@ -152,7 +153,8 @@ const std::vector<KeySpec>& config_schema() {
        "(attention output), linear_fc1 (MLP in), linear_fc2 (MLP out); default: all four"},
       {"lora", "base", K::String, "",
        "checkpoint folder (iter_NNNNNNN of `tessera train` or `tessera import`) whose weights are the frozen base; "
-       "the adapters start fresh (empty: the base initialised from train.seed)"},
+       "the adapters start fresh (empty: the base initialised from train.seed); tessera dpo / grpo: leave empty "
+       "(the base is their init_from)"},
       // grpo (`tessera grpo`; launcher/grpo_config.h, docs/grpo.md)
       {"grpo", "init_from", K::String, "",
        "checkpoint the policy starts from (an SFT run's checkpoint directory or file); the frozen reference is a copy "
@@ -175,6 +177,38 @@ const std::vector<KeySpec>& config_schema() {
       {"grpo", "kl_coef", K::Float, "0.04", "beta: weight of the k3 KL to the reference (0: no reference)", 0.0},
       {"grpo", "epochs", K::Int, "1", "passes over each rollout", 1},
       {"grpo", "num_minibatches", K::Int, "1", "optimizer steps per pass over a rollout", 1},
+      // ppo (`tessera ppo`; launcher/ppo_config.h, docs/ppo.md)
+      {"ppo", "init_from", K::String, "",
+       "checkpoint the actor starts from (an SFT run's checkpoint directory or file); the frozen reference is a copy "
+       "of the same weights"},
+      {"ppo", "critic_init_from", K::String, "",
+       "checkpoint the critic starts from: a reward model's (its head becomes the value head) or an LM's (a fresh "
+       "value head); empty: ppo.reward_model, else ppo.init_from"},
+      {"ppo", "reward_model", K::String, "", "`tessera reward-model` checkpoint that scores responses (empty: none)"},
+      {"ppo", "reward", K::String, "arithmetic",
+       "programmatic reward (posttrain/rewards.h), added to the reward model's score; none: the reward model alone",
+       {}, {}, {"arithmetic", "addition", "sorting", "none"}},
+      {"ppo", "format_penalty", K::Float, "0.0", "subtracted from the programmatic reward of a response that is not "
+       "just the answer", 0.0},
+      {"ppo", "prompts_path", K::StringList, "", "chat JSONL whose user questions are the training prompts"},
+      {"ppo", "eval_prompts_path", K::StringList, "", "held-out chat JSONL: greedy mean reward and accuracy every "
+       "train.eval_interval steps"},
+      {"ppo", "eval_prompts", K::Int, "0", "evaluate on the first N held-out prompts (0: all)", 0},
+      {"ppo", "samples_per_prompt", K::Int, "1", "responses sampled per prompt in a rollout", 1},
+      {"ppo", "max_new_tokens", K::Int, "16", "longest response", 1},
+      {"ppo", "temperature", K::Float, "1.0", "sampling temperature of the rollouts (> 0)", 0.0},
+      {"ppo", "top_p", K::Float, "1.0", "nucleus sampling of the rollouts (1 = off)", 0.0, 1.0},
+      {"ppo", "top_k", K::Int, "0", "top-k sampling of the rollouts (0 = off)", 0},
+      {"ppo", "clip_eps", K::Float, "0.2", "clip range of the policy's probability ratio", 0.0},
+      {"ppo", "value_clip", K::Float, "0.2", "the critic's new values stay within old value +- value_clip", 0.0},
+      {"ppo", "kl_coef", K::Float, "0.05", "weight of the per-token KL penalty (k1) to the reference in the rewards "
+       "(0: no reference)", 0.0},
+      {"ppo", "gamma", K::Float, "1.0", "GAE discount", 0.0, 1.0},
+      {"ppo", "lam", K::Float, "0.95", "GAE lambda", 0.0, 1.0},
+      {"ppo", "whiten_advantages", K::Bool, "true", "advantages to mean 0, variance 1 over the step's tokens"},
+      {"ppo", "critic_lr", K::Float, "0.0", "the critic's AdamW learning rate (0: optimizer.lr)", 0.0},
+      {"ppo", "epochs", K::Int, "1", "passes over each rollout", 1},
+      {"ppo", "num_minibatches", K::Int, "1", "actor and critic steps per pass over a rollout", 1},
   };
   return schema;
 }

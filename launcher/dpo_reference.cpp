@@ -1,17 +1,33 @@
 #include "launcher/dpo_reference.h"
 
 #include "core/autograd/grad_mode.h"
+#include "core/check.h"
+#include "models/lora.h"
 
 namespace tessera {
 
-DpoReference::DpoReference(std::unique_ptr<GptModel> model) : model_(std::move(model)) {
+DpoReference::DpoReference(std::unique_ptr<GptModel> model) : owned_(std::move(model)), model_(owned_.get()) {
   model_->eval();
   for (Tensor p : model_->parameters()) p.set_requires_grad(false);
 }
 
+DpoReference::DpoReference(GptModel& lora_policy) : model_(&lora_policy) {
+  TS_CHECK(!lora_adapters(lora_policy).empty(), "DpoReference: the policy has no LoRA adapters to switch off");
+}
+
 Tensor DpoReference::log_probs_of(const PreferenceBatch& batch) const {
   NoGradGuard no_grad;
-  return response_log_probs(*model_, batch);
+  if (owned_) return response_log_probs(*model_, batch);
+  // The policy trains in train mode (dropout); the reference's log-probs are deterministic.
+  const bool training = model_->is_training();
+  model_->eval();
+  Tensor out;
+  {
+    LoraDisabledScope adapters_off(*model_);
+    out = response_log_probs(*model_, batch);
+  }
+  model_->train(training);
+  return out;
 }
 
 std::pair<Tensor, Tensor> DpoReference::log_probs(int split, const std::vector<int64_t>& pair_indices,

@@ -6,6 +6,11 @@
 // posttrain's dpo_loss (beta, label smoothing, dpo or ipo). Rewards are beta (log pi - log ref).
 // The loop, data parallelism, evaluation and checkpoints are PreferenceTrainer's; checkpoints hold
 // the policy under GptModel's names, so generate/export/`tessera dpo` read them like any run's.
+// With a lora section (docs/lora.md) the policy is dpo.init_from's model as a frozen base plus
+// adapters (B = 0: it starts equal to the reference), only the adapters are optimized and
+// all-reduced over dp, the reference is the policy with its adapters off (no copy; the memory
+// line says so), and checkpoints hold the adapters alone; the saved recipe's lora.base names
+// dpo.init_from, so `tessera export` merges them as for a `tessera train` LoRA run.
 #pragma once
 
 #include <memory>
@@ -30,7 +35,8 @@ class DpoTrainer : public PreferenceTrainer {
  protected:
   PairOutputs forward_pairs(const PreferenceBatch& batch, Split split,
                             const std::vector<int64_t>& pair_indices) override;
-  std::vector<Tensor> trainable_parameters() const override { return policy_->parameters(); }
+  // With LoRA the adapters; otherwise every parameter.
+  std::vector<Tensor> trainable_parameters() const override;
   void set_training(bool training) override { policy_->train(training); }
   std::map<std::string, SavedParameter> checkpoint_parameters() const override;
 

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <functional>
+#include <map>
 #include <numbers>
 
 #include "core/check.h"
@@ -13,6 +15,9 @@
 
 namespace tessera {
 namespace {
+
+// Adds a weight matrix in the export's type.
+using MatrixAdder = std::function<void(const std::string& name, const Tensor& value)>;
 
 // llama.cpp's token types (llama_token_type) and file types (llama_ftype).
 constexpr int32_t kTokenNormal = 1, kTokenControl = 3, kTokenUnused = 5;
@@ -40,8 +45,9 @@ uint32_t u32(int64_t value, const char* what) {
 std::string pre_tokenizer(const std::string& pattern) {
   if (pattern == kGpt2Pattern) return "gpt-2";
   if (pattern == kLlama3Pattern) return "llama-bpe";
-  TS_CHECK(false, "export: the tokenizer's pre-tokenization regex is neither GPT-2's nor Llama 3's; llama.cpp "
-                  "names pre-tokenizers, so GGUF export supports only those two");
+  TS_CHECK(false,
+           "export: the tokenizer's pre-tokenization regex is neither GPT-2's nor Llama 3's; llama.cpp "
+           "names pre-tokenizers, so GGUF export supports only those two");
   return "";
 }
 
@@ -98,6 +104,82 @@ void add_tokenizer(GgufWriter& gguf, const ExportTokenizer& tokenizer, int64_t v
   gguf.add_bool("tokenizer.ggml.add_eos_token", false);
 }
 
+// The key prefix and tensors of llama.cpp's `llama` architecture, from transformers' layout (the
+// Llama conversion is exact), renamed and q/k permuted.
+void add_llama(GgufWriter& gguf, const TransformerConfig& c, const std::map<std::string, Tensor>& hf,
+               const MatrixAdder& matrix) {
+  TS_CHECK(!c.add_bias_linear, "export: --format gguf: model ", c.name,
+           " has linear biases, which llama.cpp's llama architecture does not load");
+  gguf.add_uint32("llama.vocab_size", u32(c.vocab_size, "vocab_size"));
+  gguf.add_uint32("llama.context_length", u32(c.max_position_embeddings, "max_position_embeddings"));
+  gguf.add_uint32("llama.embedding_length", u32(c.hidden_size, "hidden_size"));
+  gguf.add_uint32("llama.block_count", u32(c.num_layers, "num_layers"));
+  gguf.add_uint32("llama.feed_forward_length", u32(c.ffn_hidden_size, "ffn_hidden_size"));
+  gguf.add_uint32("llama.rope.dimension_count", u32(c.head_dim(), "head_dim"));
+  gguf.add_uint32("llama.attention.head_count", u32(c.num_attention_heads, "num_attention_heads"));
+  gguf.add_uint32("llama.attention.head_count_kv", u32(c.num_query_groups, "num_query_groups"));
+  gguf.add_float32("llama.rope.freq_base", float(c.rotary_base));
+  gguf.add_float32("llama.attention.layer_norm_rms_epsilon", float(c.norm_epsilon));
+  matrix("token_embd.weight", hf.at("model.embed_tokens.weight"));
+  if (c.rope_scaling.factor != 0.0) gguf.add_tensor("rope_freqs.weight", llama3_rope_factors(c), GgmlType::F32);
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string h = fmt::format("model.layers.{}.", l), b = fmt::format("blk.{}.", l);
+    gguf.add_tensor(b + "attn_norm.weight", hf.at(h + "input_layernorm.weight"), GgmlType::F32);
+    matrix(b + "attn_q.weight",
+           permute_rows_for_llama_cpp_rope(hf.at(h + "self_attn.q_proj.weight"), c.num_attention_heads));
+    matrix(b + "attn_k.weight",
+           permute_rows_for_llama_cpp_rope(hf.at(h + "self_attn.k_proj.weight"), c.num_query_groups));
+    matrix(b + "attn_v.weight", hf.at(h + "self_attn.v_proj.weight"));
+    matrix(b + "attn_output.weight", hf.at(h + "self_attn.o_proj.weight"));
+    gguf.add_tensor(b + "ffn_norm.weight", hf.at(h + "post_attention_layernorm.weight"), GgmlType::F32);
+    matrix(b + "ffn_gate.weight", hf.at(h + "mlp.gate_proj.weight"));
+    matrix(b + "ffn_up.weight", hf.at(h + "mlp.up_proj.weight"));
+    matrix(b + "ffn_down.weight", hf.at(h + "mlp.down_proj.weight"));
+  }
+  gguf.add_tensor("output_norm.weight", hf.at("model.norm.weight"), GgmlType::F32);
+  if (!c.tie_word_embeddings) matrix("output.weight", hf.at("lm_head.weight"));
+}
+
+// llama.cpp's `gpt2` architecture, from transformers' GPT2LMHeadModel layout as
+// convert_hf_to_gguf.py's GPT2Model does: Conv1D weights ([in, out]) transposed back to [out, in],
+// c_attn already [Q; K; V] (hf_format.h regrouped our per-head rows); biases, norms and the
+// position table stay f32.
+void add_gpt2(GgufWriter& gguf, const TransformerConfig& c, const std::map<std::string, Tensor>& hf,
+              const MatrixAdder& matrix) {
+  gguf.add_uint32("gpt2.context_length", u32(c.max_position_embeddings, "max_position_embeddings"));
+  gguf.add_uint32("gpt2.embedding_length", u32(c.hidden_size, "hidden_size"));
+  gguf.add_uint32("gpt2.block_count", u32(c.num_layers, "num_layers"));
+  gguf.add_uint32("gpt2.feed_forward_length", u32(c.ffn_hidden_size, "ffn_hidden_size"));
+  gguf.add_uint32("gpt2.attention.head_count", u32(c.num_attention_heads, "num_attention_heads"));
+  gguf.add_float32("gpt2.attention.layer_norm_epsilon", float(c.norm_epsilon));
+  auto f32 = [&](const std::string& name, const std::string& hf_name) {
+    gguf.add_tensor(name, hf.at(hf_name), GgmlType::F32);
+  };
+  auto conv1d = [&](const std::string& name, const std::string& hf_name) {
+    matrix(name, hf.at(hf_name).transpose(0, 1).contiguous());
+  };
+  matrix("token_embd.weight", hf.at("transformer.wte.weight"));
+  f32("position_embd.weight", "transformer.wpe.weight");
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string h = fmt::format("transformer.h.{}.", l), b = fmt::format("blk.{}.", l);
+    f32(b + "attn_norm.weight", h + "ln_1.weight");
+    f32(b + "attn_norm.bias", h + "ln_1.bias");
+    conv1d(b + "attn_qkv.weight", h + "attn.c_attn.weight");
+    f32(b + "attn_qkv.bias", h + "attn.c_attn.bias");
+    conv1d(b + "attn_output.weight", h + "attn.c_proj.weight");
+    f32(b + "attn_output.bias", h + "attn.c_proj.bias");
+    f32(b + "ffn_norm.weight", h + "ln_2.weight");
+    f32(b + "ffn_norm.bias", h + "ln_2.bias");
+    conv1d(b + "ffn_up.weight", h + "mlp.c_fc.weight");
+    f32(b + "ffn_up.bias", h + "mlp.c_fc.bias");
+    conv1d(b + "ffn_down.weight", h + "mlp.c_proj.weight");
+    f32(b + "ffn_down.bias", h + "mlp.c_proj.bias");
+  }
+  f32("output_norm.weight", "transformer.ln_f.weight");
+  f32("output_norm.bias", "transformer.ln_f.bias");
+  if (!c.tie_word_embeddings) matrix("output.weight", hf.at("lm_head.weight"));
+}
+
 }  // namespace
 
 Tensor permute_rows_for_llama_cpp_rope(const Tensor& weight, int64_t heads) {
@@ -114,53 +196,25 @@ Tensor permute_rows_for_llama_cpp_rope(const Tensor& weight, int64_t heads) {
 void export_gguf(const ExportSource& source, const ExportTokenizer& tokenizer, const std::filesystem::path& path,
                  GgmlType type, std::FILE* progress) {
   const TransformerConfig& c = source.config;
-  TS_CHECK(hf_architecture(c) == HfArchitecture::Llama, "export: --format gguf writes llama.cpp's llama "
-           "architecture, for Llama-family models (RMSNorm, SwiGLU, rope); model ", c.name, " is GPT-2-shaped (use "
-           "--format hf)");
-  TS_CHECK(!c.add_bias_linear, "export: --format gguf: model ", c.name,
-           " has linear biases, which llama.cpp's llama architecture does not load");
+  const bool gpt2 = hf_architecture(c) == HfArchitecture::Gpt2;
   GgufWriter gguf;
-  gguf.add_string("general.architecture", "llama");
+  gguf.add_string("general.architecture", gpt2 ? "gpt2" : "llama");
   gguf.add_string("general.name", c.name);
   gguf.add_uint32("general.file_type", file_type(type));
   if (type == GgmlType::Q8_0) gguf.add_uint32("general.quantization_version", 2);
-  gguf.add_uint32("llama.vocab_size", u32(c.vocab_size, "vocab_size"));
-  gguf.add_uint32("llama.context_length", u32(c.max_position_embeddings, "max_position_embeddings"));
-  gguf.add_uint32("llama.embedding_length", u32(c.hidden_size, "hidden_size"));
-  gguf.add_uint32("llama.block_count", u32(c.num_layers, "num_layers"));
-  gguf.add_uint32("llama.feed_forward_length", u32(c.ffn_hidden_size, "ffn_hidden_size"));
-  gguf.add_uint32("llama.rope.dimension_count", u32(c.head_dim(), "head_dim"));
-  gguf.add_uint32("llama.attention.head_count", u32(c.num_attention_heads, "num_attention_heads"));
-  gguf.add_uint32("llama.attention.head_count_kv", u32(c.num_query_groups, "num_query_groups"));
-  gguf.add_float32("llama.rope.freq_base", float(c.rotary_base));
-  gguf.add_float32("llama.attention.layer_norm_rms_epsilon", float(c.norm_epsilon));
-  add_tokenizer(gguf, tokenizer, c.vocab_size);
-
-  // From transformers' layout (the Llama conversion is exact), renamed and q/k permuted.
-  const NamedTensors hf = to_hf_tensors(c, source.parameters);
-  std::map<std::string, Tensor> by_name(hf.begin(), hf.end());
-  auto matrix = [&](const std::string& name, const Tensor& value) {
+  // Matrices take the requested type; q8_0 falls back to f16 where rows are not whole blocks.
+  const MatrixAdder matrix = [&](const std::string& name, const Tensor& value) {
     const bool q8_fits = value.size(1) % kQ8BlockSize == 0;
     gguf.add_tensor(name, value, type == GgmlType::Q8_0 && !q8_fits ? GgmlType::F16 : type);
   };
-  matrix("token_embd.weight", by_name.at("model.embed_tokens.weight"));
-  if (c.rope_scaling.factor != 0.0) gguf.add_tensor("rope_freqs.weight", llama3_rope_factors(c), GgmlType::F32);
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    const std::string h = fmt::format("model.layers.{}.", l), b = fmt::format("blk.{}.", l);
-    gguf.add_tensor(b + "attn_norm.weight", by_name.at(h + "input_layernorm.weight"), GgmlType::F32);
-    matrix(b + "attn_q.weight", permute_rows_for_llama_cpp_rope(by_name.at(h + "self_attn.q_proj.weight"),
-                                                                 c.num_attention_heads));
-    matrix(b + "attn_k.weight",
-           permute_rows_for_llama_cpp_rope(by_name.at(h + "self_attn.k_proj.weight"), c.num_query_groups));
-    matrix(b + "attn_v.weight", by_name.at(h + "self_attn.v_proj.weight"));
-    matrix(b + "attn_output.weight", by_name.at(h + "self_attn.o_proj.weight"));
-    gguf.add_tensor(b + "ffn_norm.weight", by_name.at(h + "post_attention_layernorm.weight"), GgmlType::F32);
-    matrix(b + "ffn_gate.weight", by_name.at(h + "mlp.gate_proj.weight"));
-    matrix(b + "ffn_up.weight", by_name.at(h + "mlp.up_proj.weight"));
-    matrix(b + "ffn_down.weight", by_name.at(h + "mlp.down_proj.weight"));
+  const NamedTensors hf = to_hf_tensors(c, source.parameters);
+  const std::map<std::string, Tensor> by_name(hf.begin(), hf.end());
+  if (gpt2) {
+    add_gpt2(gguf, c, by_name, matrix);
+  } else {
+    add_llama(gguf, c, by_name, matrix);
   }
-  gguf.add_tensor("output_norm.weight", by_name.at("model.norm.weight"), GgmlType::F32);
-  if (!c.tie_word_embeddings) matrix("output.weight", by_name.at("lm_head.weight"));
+  add_tokenizer(gguf, tokenizer, c.vocab_size);
 
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
   ByteProgress meter("export gguf " + path.string(), gguf.tensor_data_bytes(), progress);

@@ -9,11 +9,14 @@
 
 #include "core/check.h"
 #include "data/tokenizer.h"
-#include "launcher/command_failure.h"
 #include "launcher/checkpoint_argument.h"
 #include "launcher/checkpoint_directory.h"
 #include "launcher/checkpoint_state.h"
+#include "launcher/command_failure.h"
+#include "launcher/lora_run.h"
+#include "launcher/recipe.h"
 #include "launcher/world_communicator.h"
+#include "models/lora.h"
 #include "parallel/mpi_communicator.h"
 #include "posttrain/rewards.h"
 
@@ -79,10 +82,21 @@ GrpoRunResult run_grpo(const GrpoConfig& config, const std::string& resolved_yam
   const RewardFunction correct = reward_function_by_name(config.reward, {});
 
   LoadedCheckpoint loaded = load_checkpoint_argument(config.init_from, "grpo (grpo.init_from)");
-  GptModel policy(config.model, /*seed=*/0, ParamOptions{config.dtype, config.device});
-  load_model_weights(loaded.checkpoint, loaded.path, policy);
+  // With LoRA the policy is the checkpoint's model frozen plus adapters (drawn from train.seed),
+  // and the KL reference is the same model with its adapters off: no copy of the weights.
+  const bool lora = config.model.lora.enabled();
+  std::unique_ptr<GptModel> policy_model;
+  if (lora) {
+    policy_model = load_lora_policy(config.model, config.trainer.seed, ParamOptions{config.dtype, config.device},
+                                    loaded.checkpoint.model, loaded.path);
+  } else {
+    policy_model = std::make_unique<GptModel>(config.model, /*seed=*/0, ParamOptions{config.dtype, config.device});
+    load_model_weights(loaded.checkpoint, loaded.path, *policy_model);
+  }
+  GptModel& policy = *policy_model;
   std::unique_ptr<ReferencePolicy> reference;
-  if (config.trainer.kl_coef > 0) reference = std::make_unique<FrozenCopyReference>(policy);
+  if (config.trainer.kl_coef > 0 && lora) reference = std::make_unique<LoraBaseReference>(policy);
+  if (config.trainer.kl_coef > 0 && !lora) reference = std::make_unique<FrozenCopyReference>(policy);
   log(
       fmt::format("tessera grpo: {} ({:.1f}M parameters) from {} (step {}) on {} x {}; {} prompts, {} held out; "
                   "{} prompts x {} samples per step, reward {}",
@@ -92,6 +106,12 @@ GrpoRunResult run_grpo(const GrpoConfig& config, const std::string& resolved_yam
 
   GrpoTrainer trainer(config.trainer, policy, std::move(reference), reward, correct, std::move(prompts), tokenizer,
                       ranks > 1 ? world : nullptr);
+  if (lora) {
+    const LoraMemory memory = measure_lora_memory(policy, trainer.optimizer().parameters(),
+                                                  adamw_state_bytes(trainer.optimizer()), /*grad_buffer_bytes=*/0);
+    log(memory.describe());
+    log(config.trainer.kl_coef > 0 ? memory.describe_reference() : "LoRA: no reference (grpo.kl_coef is 0)");
+  }
   GrpoRunResult result;
   const SamplingOptions eval_sampling{0.0, 0, 1.0};  // greedy: what the model answers
   auto evaluate = [&] {
@@ -118,7 +138,13 @@ GrpoRunResult run_grpo(const GrpoConfig& config, const std::string& resolved_yam
     TrainingCheckpoint checkpoint;
     checkpoint.config_yaml = resolved_yaml;
     checkpoint.step = trainer.steps_taken();
-    for (const auto& [name, value] : policy.named_parameters())
+    if (lora) {
+      // The adapters alone; the saved recipe's lora.base names the base they belong on, which
+      // `tessera export` merges them into (as for a `tessera train` LoRA run).
+      checkpoint.config_yaml =
+          Recipe::parse(resolved_yaml, "grpo recipe", {"lora.base=" + loaded.path}).resolved_yaml();
+    }
+    for (const auto& [name, value] : lora ? lora_state_dict(policy) : policy.named_parameters())
       checkpoint.model[name] = SavedParameter{value.detach().to(Device::cpu()).to(DType::F32), value.dtype()};
     result.saved = save_checkpoint(config.save, checkpoint, /*keep_last=*/3, log).path;
     log("saved the policy to " + result.saved);

@@ -6,7 +6,10 @@
 // memory generation peaked at and what is left once its caches are freed), evaluates on the
 // held-out prompts before the first step, every train.eval_interval steps and after the last,
 // writes RUN_DIR/metrics.jsonl and saves the final policy as checkpoint.save/iter_NNNNNNN.h5
-// (what `tessera generate` and `tessera export` read).
+// (what `tessera generate` and `tessera export` read). With a lora section the policy is
+// grpo.init_from's model frozen plus adapters, the reference that model with its adapters off (no
+// copy; a memory line says so), and the checkpoint holds the adapters alone with lora.base set to
+// grpo.init_from's checkpoint in its recipe, so `tessera export` merges them.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -13,6 +13,12 @@ GrpoConfig grpo_config_from_recipe(const Recipe& recipe) {
   TS_CHECK(!c.init_from.empty(),
            "grpo.init_from is not set: point it at the checkpoint (directory or file) of the SFT "
            "run the policy starts from, e.g. grpo.init_from=checkpoints/sft_arithmetic_gpt2");
+  // With LoRA the policy is grpo.init_from's model as the frozen base plus adapters, and the KL
+  // reference is that base with the adapters off (launcher/grpo_command.h).
+  const std::string lora_base = recipe.get_string("lora.base");
+  TS_CHECK(!c.model.lora.enabled() || lora_base.empty() || lora_base == c.init_from, recipe.origin("lora.base"),
+           ": lora.base = ", lora_base, ", but with LoRA in grpo the frozen base is grpo.init_from (", c.init_from,
+           "); drop lora.base");
   c.prompts_path = recipe.get_list("grpo.prompts_path");
   TS_CHECK(!c.prompts_path.empty(),
            "grpo.prompts_path is not set: give the chat JSONL files whose questions are the "

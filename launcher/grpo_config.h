@@ -5,6 +5,8 @@
 // train.eval_interval, train.seed, train.device, train.precision; optimizer.lr (constant),
 // weight_decay, adam_beta1/2, adam_eps, clip_grad; checkpoint.save (the final policy) and
 // logging.log_interval / run_dir (metrics.jsonl). Unused keys of other sections are ignored.
+// A lora section (rank, alpha, dropout, target_modules; docs/lora.md) trains adapters on
+// grpo.init_from's frozen model; lora.base must then be unset or equal grpo.init_from.
 #pragma once
 
 #include <cstdint>

@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/memory_stats.h"
 #include "core/ops/ops.h"
+#include "models/lora.h"
 #include "optim/grad_norm.h"
 #include "posttrain/advantages.h"
 #include "posttrain/log_probs.h"
@@ -69,6 +70,16 @@ FrozenCopyReference::FrozenCopyReference(const GptModel& policy) {
 Tensor FrozenCopyReference::log_probs(const RolloutBatch& batch, double temperature) const {
   NoGradGuard no_grad;
   return rollout_log_probs(*model_, batch, temperature);
+}
+
+LoraBaseReference::LoraBaseReference(const GptModel& policy) : policy_(policy) {
+  TS_CHECK(!lora_adapters(policy).empty(), "GRPO reference: the policy has no LoRA adapters to switch off");
+}
+
+Tensor LoraBaseReference::log_probs(const RolloutBatch& batch, double temperature) const {
+  NoGradGuard no_grad;
+  LoraDisabledScope adapters_off(policy_);  // the policy stays in eval mode throughout GRPO
+  return rollout_log_probs(policy_, batch, temperature);
 }
 
 void validate(const GrpoTrainerOptions& o, int64_t dp) {

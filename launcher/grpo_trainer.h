@@ -33,8 +33,8 @@
 
 namespace tessera {
 
-// The frozen model the KL term is measured against. A seam: with LoRA the reference will be the
-// policy itself with its adapters switched off (no second copy of the weights).
+// The frozen model the KL term is measured against: a copy of the starting weights, or with LoRA
+// the policy itself with its adapters switched off (no second copy of the weights).
 class ReferencePolicy {
  public:
   virtual ~ReferencePolicy() = default;
@@ -50,6 +50,17 @@ class FrozenCopyReference final : public ReferencePolicy {
 
  private:
   std::unique_ptr<GptModel> model_;
+};
+
+// The LoRA policy with its adapters off (models/lora.h LoraDisabledScope): the base it started
+// from, since only the adapters train. `policy` must outlive this.
+class LoraBaseReference final : public ReferencePolicy {
+ public:
+  explicit LoraBaseReference(const GptModel& policy);
+  Tensor log_probs(const RolloutBatch& batch, double temperature) const override;
+
+ private:
+  const GptModel& policy_;
 };
 
 struct GrpoTrainerOptions {
@@ -129,6 +140,7 @@ class GrpoTrainer {
   GrpoEvalStats evaluate(const std::vector<GrpoPrompt>& prompts, const SamplingOptions& sampling, uint64_t seed);
 
   int64_t steps_taken() const { return steps_; }
+  const AdamW& optimizer() const { return *optimizer_; }  // over the policy's trainable parameters
 
  private:
   GenerationOptions generation_options(const SamplingOptions& sampling) const;

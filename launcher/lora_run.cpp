@@ -66,8 +66,11 @@ std::string mib(size_t bytes) { return fmt::format("{:.2f} MiB", double(bytes) /
 }  // namespace
 
 void load_lora_base(const std::string& source, GptModel& model) {
+  load_lora_base(load_checkpoint_argument(source, "lora.base").checkpoint.model, source, model);
+}
+
+void load_lora_base(const std::map<std::string, SavedParameter>& saved, const std::string& source, GptModel& model) {
   NoGradGuard no_grad;
-  std::map<std::string, SavedParameter> saved = load_checkpoint_argument(source, "lora.base").checkpoint.model;
   size_t used = 0;
   for (auto& [name, parameter] : model.named_parameters()) {
     if (is_adapter(name)) continue;
@@ -86,6 +89,24 @@ void load_lora_base(const std::string& source, GptModel& model) {
              is_adapter(name) ? " (it is a LoRA checkpoint; give the plain base model's)" : "",
              "; the base checkpoint must be of this model");
   }
+}
+
+std::unique_ptr<GptModel> load_lora_policy(const TransformerConfig& config, uint64_t seed, const ParamOptions& options,
+                                           const std::map<std::string, SavedParameter>& saved,
+                                           const std::string& source) {
+  TS_CHECK(config.lora.enabled(), "load_lora_policy: the model has no LoRA section (lora.rank 0)");
+  auto model = std::make_unique<GptModel>(config, seed, options);
+  load_lora_base(saved, source, *model);
+  return model;
+}
+
+size_t adamw_state_bytes(const AdamW& optimizer) {
+  size_t bytes = 0;
+  for (size_t i = 0; i < optimizer.parameters().size(); ++i) {
+    bytes += bytes_of(optimizer.exp_avg(i)) + bytes_of(optimizer.exp_avg_sq(i));
+    if (optimizer.has_separate_master(i)) bytes += bytes_of(optimizer.master_weight(i));
+  }
+  return bytes;
 }
 
 LoraMemory measure_lora_memory(const Module& model, const std::vector<Tensor>& optimized, size_t optimizer_state_bytes,
@@ -120,6 +141,12 @@ std::string LoraMemory::describe() const {
       trainable_parameters, 100.0 * double(trainable_parameters) / total, int64_t(total), mib(trainable_weight_bytes),
       mib(trainable_grad_bytes), mib(optimizer_state_bytes), frozen_parameters, mib(frozen_weight_bytes),
       fmt::format("{} B", frozen_grad_bytes), fmt::format("{} B", frozen_optimizer_bytes));
+}
+
+std::string LoraMemory::describe_reference() const {
+  return fmt::format(
+      "LoRA: reference: the base with adapters off, 0 B extra (a frozen copy of the model would hold {})",
+      mib(frozen_weight_bytes));
 }
 
 }  // namespace tessera

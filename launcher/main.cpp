@@ -15,6 +15,7 @@
 //   tessera dpo         align a model on preference pairs with DPO / IPO (every rank of mpirun: data parallel)
 //   tessera reward-model  train a reward model (scalar head, Bradley-Terry) on preference pairs
 //   tessera grpo        GRPO from an SFT checkpoint with a programmatic reward (every rank of mpirun: data parallel)
+//   tessera ppo         PPO (RLHF): actor, critic, reference, reward model or programmatic reward (mpirun: data parallel)
 //   tessera doctor      diagnose a run: `doctor hang RUN_DIR` names the rank and collective that
 //                       diverged, from the flight-recorder dumps of a hung multi-rank run
 #include <fmt/format.h>
@@ -32,6 +33,7 @@
 #include "launcher/import_command.h"
 #include "launcher/launch_command.h"
 #include "launcher/logits_command.h"
+#include "launcher/ppo_command.h"
 #include "launcher/preference_command.h"
 #include "launcher/preprocess_command.h"
 #include "launcher/sft_dump_command.h"
@@ -102,6 +104,8 @@ int main(int argc, char** argv) {
   CLI::App* reward_model = tessera::add_reward_model_subcommand(app, reward_model_options);
   tessera::GrpoCommandOptions grpo_options;
   CLI::App* grpo = tessera::add_grpo_subcommand(app, grpo_options);
+  tessera::PpoCommandOptions ppo_options;
+  CLI::App* ppo = tessera::add_ppo_subcommand(app, ppo_options);
   CLI11_PARSE(app, argc, argv);
   try {
     if (*info) return run_info();
@@ -121,6 +125,10 @@ int main(int argc, char** argv) {
     if (*grpo) {
       tessera::MpiRuntime runtime(&argc, &argv);
       return tessera::run_grpo_command(grpo_options, runtime);
+    }
+    if (*ppo) {
+      tessera::MpiRuntime runtime(&argc, &argv);
+      return tessera::run_ppo_command(ppo_options, runtime);
     }
     if (*generate) return tessera::run_generate_command(generate_options);
     if (*export_command) return tessera::run_export_command(export_options);

@@ -44,21 +44,6 @@ PreferenceRunConfig preference_config_from_recipe(PreferenceMethod method, const
            " needs the tokenizer to render the pairs: set data.vocab_file and data.merge_file (GPT-2 BPE) or "
            "data.tokenizer_model");
 
-  // The base configuration, with the pairs as the run's data source (see the header).
-  std::vector<std::string> base_overrides = overrides;
-  base_overrides.push_back("data.sft_train_path=[" + fmt::format("{}", fmt::join(c.train_paths, ",")) + "]");
-  c.train = train_config_from_recipe(Recipe::parse(yaml_text, origin_name, base_overrides), launch);
-  const ParallelLayout& layout = c.train.layout;
-  TS_CHECK(layout.tp == 1 && layout.pp == 1 && layout.cp == 1, recipe.origin("parallel.tensor_model_parallel_size"),
-           ": ", section, " runs data-parallel only in this build (tp ", layout.tp, ", pp ", layout.pp, ", cp ",
-           layout.cp,
-           "); set parallel.tensor_model_parallel_size, pipeline_model_parallel_size and "
-           "context_parallel_size to 1");
-  TS_CHECK(c.train.zero_stage == 0, recipe.origin("parallel.zero_stage"), ": ", section,
-           " does not shard the optimizer (parallel.zero_stage ", c.train.zero_stage, "); set it to 0");
-  TS_CHECK(c.train.precision != Precision::FP16, recipe.origin("train.precision"), ": ", section,
-           " with train.precision fp16 is not supported (no loss scaling here); use bf16 or fp32");
-
   c.init_from = recipe.get_string(section + ".init_from");
   if (method == PreferenceMethod::kDpo) {
     TS_CHECK(!c.init_from.empty(), origin_name,
@@ -71,15 +56,49 @@ PreferenceRunConfig preference_config_from_recipe(PreferenceMethod method, const
       TS_CHECK(std::filesystem::exists(path), recipe.origin(key), ": missing reference model: ", key, " ", path,
                " does not exist (train an SFT model first: tessera train recipes/sft_arithmetic_gpt2.yaml)");
     }
+  } else if (!c.init_from.empty()) {
+    TS_CHECK(std::filesystem::exists(c.init_from), recipe.origin("reward_model.init_from"), ": reward_model.init_from ",
+             c.init_from, " does not exist");
+  }
+
+  // The base configuration, with the pairs as the run's data source (see the header).
+  std::vector<std::string> base_overrides = overrides;
+  base_overrides.push_back("data.sft_train_path=[" + fmt::format("{}", fmt::join(c.train_paths, ",")) + "]");
+  // LoRA (docs/lora.md): the policy is dpo.init_from's model as the frozen base plus adapters, and
+  // the reference is that base with the adapters off. The resolved recipe names the base as
+  // lora.base, so a checkpoint of the adapters alone says what `tessera export` merges them into.
+  if (recipe.get_int("lora.rank") > 0) {
+    TS_CHECK(method == PreferenceMethod::kDpo, recipe.origin("lora.rank"),
+             ": `tessera reward-model` with LoRA is not supported (its scalar head trains whole); remove the lora "
+             "section");
+    TS_CHECK(recipe.get_string("dpo.reference_from").empty() || c.reference_from == c.init_from,
+             recipe.origin("dpo.reference_from"), ": dpo.reference_from = ", c.reference_from,
+             ", but with LoRA the frozen reference is dpo.init_from's model with the adapters off; drop "
+             "dpo.reference_from");
+    const std::string base = recipe.get_string("lora.base");
+    TS_CHECK(base.empty() || base == c.init_from, recipe.origin("lora.base"), ": lora.base = ", base,
+             ", but with LoRA in dpo the frozen base is dpo.init_from (", c.init_from, "); drop lora.base");
+    base_overrides.push_back("lora.base=" + c.init_from);
+  }
+  c.train = train_config_from_recipe(Recipe::parse(yaml_text, origin_name, base_overrides), launch);
+  const ParallelLayout& layout = c.train.layout;
+  TS_CHECK(layout.tp == 1 && layout.pp == 1 && layout.cp == 1, recipe.origin("parallel.tensor_model_parallel_size"),
+           ": ", section, " runs data-parallel only in this build (tp ", layout.tp, ", pp ", layout.pp, ", cp ",
+           layout.cp,
+           "); set parallel.tensor_model_parallel_size, pipeline_model_parallel_size and "
+           "context_parallel_size to 1");
+  TS_CHECK(c.train.zero_stage == 0, recipe.origin("parallel.zero_stage"), ": ", section,
+           " does not shard the optimizer (parallel.zero_stage ", c.train.zero_stage, "); set it to 0");
+  TS_CHECK(c.train.precision != Precision::FP16, recipe.origin("train.precision"), ": ", section,
+           " with train.precision fp16 is not supported (no loss scaling here); use bf16 or fp32");
+
+  if (method == PreferenceMethod::kDpo) {
     c.dpo.beta = recipe.get_float("dpo.beta");
     TS_CHECK(c.dpo.beta > 0.0, recipe.origin("dpo.beta"), ": dpo.beta must be positive, got ", c.dpo.beta);
     c.dpo.label_smoothing = recipe.get_float("dpo.label_smoothing");
     c.dpo.ipo = recipe.get_string("dpo.loss") == "ipo";
     TS_CHECK(!c.dpo.ipo || c.dpo.label_smoothing == 0.0, recipe.origin("dpo.label_smoothing"),
              ": dpo.label_smoothing applies to the dpo loss only; set it to 0 with dpo.loss ipo");
-  } else if (!c.init_from.empty()) {
-    TS_CHECK(std::filesystem::exists(c.init_from), recipe.origin("reward_model.init_from"), ": reward_model.init_from ",
-             c.init_from, " does not exist");
   }
   return c;
 }

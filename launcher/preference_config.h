@@ -5,7 +5,9 @@
 // The pairs files (SECTION.train_path / valid_path) stand in for the data section's source, so the
 // base validation (tokenizer set, layout) applies to them; data.data_path and data.sft_*_path must
 // not be set. This build runs preference tuning data-parallel only: tensor, pipeline and context
-// parallelism and ZeRO are refused with the key to change.
+// parallelism and ZeRO are refused with the key to change. A lora section (dpo only) makes the
+// policy dpo.init_from's model plus adapters; dpo.reference_from and lora.base must then be unset
+// (the reference and the base are dpo.init_from), and the resolved recipe sets lora.base to it.
 #pragma once
 
 #include <functional>

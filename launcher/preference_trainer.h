@@ -70,6 +70,7 @@ class PreferenceTrainer {
   virtual std::map<std::string, SavedParameter> checkpoint_parameters() const = 0;
   // Call at the end of the derived constructor, once the parameters exist.
   void build_optimizer();
+  const AdamW& optimizer() const { return *adamw_; }  // after build_optimizer
 
   const PreferenceRunConfig c_;  // a copy: the trainer may outlive the caller's
   Log log_;

@@ -1,14 +1,18 @@
 // Shared by the DPO and reward model tests: arithmetic preference pairs (a correct sum against a
 // wrong one), a tiny GPT-2 recipe that trains on them, and checkpoints of models drawn from a seed
-// (what dpo.init_from / reward_model.init_from read).
+// (what dpo.init_from / reward_model.init_from read), and the independent log-probability of an
+// answer that the tests compare the trainer's with.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "core/autograd/grad_mode.h"
+#include "data/chat_template.h"
 #include "data/data_test_util.h"
 #include "data/tokenizer_test_util.h"
 #include "launcher/checkpoint_directory.h"
@@ -63,6 +67,30 @@ inline std::string preference_recipe(const std::string& section, const std::stri
          "  eval_iters: 100\n  precision: fp32\n  device: cpu\n" +
          "logging:\n  log_interval: 1\n  run_dir: " + run_dir + "\n" + section + ":\n  train_path: [" + train + "]\n" +
          (valid.empty() ? "" : "  valid_path: [" + valid + "]\n") + extra;
+}
+
+// log p(answer | prompt) of `model`, summed in double over the answer's tokens and end token.
+inline double answer_log_prob(const GptModel& model, const ChatTemplate& chat, const std::string& prompt,
+                              const std::string& answer) {
+  const RenderedConversation whole = chat.render({{ChatRole::kUser, prompt}, {ChatRole::kAssistant, answer}});
+  const size_t prompt_tokens = chat.render({{ChatRole::kUser, prompt}}).tokens.size();
+  const int64_t length = int64_t(whole.tokens.size());
+  std::vector<int64_t> ids(whole.tokens.begin(), whole.tokens.end());
+  NoGradGuard no_grad;
+  const Tensor logits = model.forward(Tensor::from_vector(ids, {1, length}));
+  const std::vector<float> values = logits.contiguous().to_vector<float>();
+  const int64_t vocab = logits.size(2);
+  double total = 0.0;
+  for (size_t t = prompt_tokens; t < whole.tokens.size(); ++t) {
+    if (whole.loss_mask[t] == 0) continue;
+    const float* row = values.data() + (t - 1) * size_t(vocab);
+    double max = row[0];
+    for (int64_t v = 1; v < vocab; ++v) max = std::max(max, double(row[v]));
+    double sum = 0.0;
+    for (int64_t v = 0; v < vocab; ++v) sum += std::exp(double(row[v]) - max);
+    total += double(row[whole.tokens[t]]) - max - std::log(sum);
+  }
+  return total;
 }
 
 // Saves a model of `config` drawn from `seed` into `directory` (iter_0000001.h5) and returns the

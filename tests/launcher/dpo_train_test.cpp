@@ -27,35 +27,12 @@
 namespace tessera {
 namespace {
 
+using testing::answer_log_prob;
 using testing::ArithmeticPair;
 using testing::TemporaryFolder;
 
 PreferenceRunConfig dpo_config(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
   return preference_config_from_recipe(PreferenceMethod::kDpo, yaml, "dpo.yaml", overrides);
-}
-
-// log p(answer | prompt) of `model`, summed in double over the answer's tokens and end token.
-double answer_log_prob(const GptModel& model, const ChatTemplate& chat, const std::string& prompt,
-                       const std::string& answer) {
-  const RenderedConversation whole = chat.render({{ChatRole::kUser, prompt}, {ChatRole::kAssistant, answer}});
-  const size_t prompt_tokens = chat.render({{ChatRole::kUser, prompt}}).tokens.size();
-  const int64_t length = int64_t(whole.tokens.size());
-  std::vector<int64_t> ids(whole.tokens.begin(), whole.tokens.end());
-  NoGradGuard no_grad;
-  const Tensor logits = model.forward(Tensor::from_vector(ids, {1, length}));
-  const std::vector<float> values = logits.contiguous().to_vector<float>();
-  const int64_t vocab = logits.size(2);
-  double total = 0.0;
-  for (size_t t = prompt_tokens; t < whole.tokens.size(); ++t) {
-    if (whole.loss_mask[t] == 0) continue;
-    const float* row = values.data() + (t - 1) * size_t(vocab);
-    double max = row[0];
-    for (int64_t v = 1; v < vocab; ++v) max = std::max(max, double(row[v]));
-    double sum = 0.0;
-    for (int64_t v = 0; v < vocab; ++v) sum += std::exp(double(row[v]) - max);
-    total += double(row[whole.tokens[t]]) - max - std::log(sum);
-  }
-  return total;
 }
 
 class DpoTrain : public ::testing::Test {

@@ -2,22 +2,28 @@
 // GPT-2 files and chat JSONL prompts in scripts/make_arithmetic_chat.py's format. Two steps run,
 // log their metrics, evaluate the held-out prompts before and after, and save a policy that
 // reads back as a checkpoint (the one `tessera generate` loads).
+// With LoRA the reference is the base with adapters off and the checkpoint holds the adapters.
 // Bad recipes fail before any work with a one-line reason naming the key.
 #include "launcher/grpo_command.h"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include "core/autograd/grad_mode.h"
 #include "data/bpe_pretokenizer.h"
 #include "data/data_test_util.h"
 #include "data/tokenizer_files.h"
 #include "launcher/checkpoint_argument.h"
 #include "launcher/checkpoint_directory.h"
 #include "launcher/checkpoint_state.h"
+#include "launcher/export_source.h"
+#include "launcher/lora_run.h"
 #include "launcher/train_config.h"
+#include "models/lora.h"
 
 namespace tessera {
 namespace {
@@ -128,6 +134,53 @@ TEST_F(GrpoCommand, RunsLogsEvaluatesAndSavesThePolicy) {
   EXPECT_EQ(before.to_vector<float>() == after.to_vector<float>(), all_wrong);
 }
 
+// With a lora section: the memory lines show the base frozen (no gradient, no optimizer state)
+// and the reference held as 0 B against a copy's bytes counted here; the checkpoint holds the
+// adapters alone, its recipe names grpo.init_from's checkpoint as lora.base, and export's merged
+// model gives the logits of a LoRA model built here from that base and the saved adapters.
+TEST_F(GrpoCommand, LoraTrainsAdaptersOnTheFrozenBaseWithoutAReferenceCopy) {
+  const std::string init = write_init_checkpoint();
+  const Recipe recipe = Recipe::parse(
+      recipe_text("  init_from: " + init + "\n  kl_coef: 0.1\n") + "lora:\n  rank: 2\n  alpha: 4\n", "grpo.yaml");
+  const GrpoConfig config = grpo_config_from_recipe(recipe);
+  ASSERT_TRUE(config.model.lora.enabled());
+  std::vector<std::string> lines;
+  const GrpoRunResult result =
+      run_grpo(config, recipe.resolved_yaml(), nullptr, [&](const std::string& line) { lines.push_back(line); });
+  ASSERT_EQ(result.steps.size(), 2u);
+  TransformerConfig plain = config.model;
+  plain.lora = {};
+  int64_t base_elements = 0;
+  for (const Tensor& p : GptModel(plain, 0).parameters()) base_elements += p.numel();
+  std::string log;
+  for (const std::string& line : lines) log += line + "\n";
+  EXPECT_THAT(log, HasSubstr(fmt::format("frozen base {} parameters", base_elements)));
+  EXPECT_THAT(log, HasSubstr("gradients 0 B, optimizer state 0 B"));
+  EXPECT_THAT(log, HasSubstr(fmt::format("reference: the base with adapters off, 0 B extra (a frozen copy of the model "
+                                         "would hold {:.2f} MiB)",
+                                         double(base_elements * 4) / double(1 << 20))));
+
+  const LoadedCheckpoint start = load_checkpoint_argument(init, "test");
+  const LoadedCheckpoint saved = load_checkpoint_argument(folder_.file("grpo_out"), "test");
+  GptModel lora(config.model, 0);
+  load_lora_base(init, lora);
+  StateDict adapters = lora_state_dict(lora);
+  EXPECT_EQ(saved.checkpoint.model.size(), adapters.size());
+  for (auto& [name, value] : adapters) value = saved.checkpoint.model.at(name).value;
+  load_lora_state_dict(lora, adapters);
+  EXPECT_EQ(Recipe::parse(saved.checkpoint.config_yaml, "saved").get_string("lora.base"), start.path);
+
+  const ExportSource source = load_export_source(folder_.file("grpo_out"));
+  EXPECT_FALSE(source.config.lora.enabled());
+  GptModel merged(source.config, 0);
+  NoGradGuard no_grad;
+  for (auto& [name, value] : merged.named_parameters()) value.copy_(source.parameters.at(name));
+  const Tensor tokens = Tensor::from_vector(std::vector<int64_t>{87, 104, 97, 116, 32, 49, 43, 50}, {1, 8});
+  const std::vector<float> a = merged.forward(tokens).to_vector<float>(), b = lora.forward(tokens).to_vector<float>();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5) << i;
+}
+
 TEST_F(GrpoCommand, BadRecipesFailBeforeWork) {
   auto config = [&](const std::string& grpo) {
     const Recipe recipe = Recipe::parse(recipe_text(grpo), "grpo.yaml");
@@ -143,6 +196,12 @@ TEST_F(GrpoCommand, BadRecipesFailBeforeWork) {
   EXPECT_THAT(error_of([&] { config("  init_from: x\n  group_size: 3\n"); }),
               HasSubstr("train.micro_batch_size 2 must divide each minibatch's 3 rows"));
   EXPECT_THAT(error_of([&] { config("  init_from: x\n  reward: multiplication\n"); }), HasSubstr("grpo.reward"));
+  const std::string bad_target =
+      error_of([&] { config("  init_from: x\nlora:\n  rank: 2\n  target_modules: [linear_qkv, q_proj]\n"); });
+  EXPECT_THAT(bad_target, HasSubstr("lora.target_modules: unknown target 'q_proj'"));
+  EXPECT_EQ(bad_target.find('\n'), std::string::npos);
+  EXPECT_THAT(error_of([&] { config("  init_from: x\nlora:\n  rank: 2\n  base: y\n"); }),
+              HasSubstr("with LoRA in grpo the frozen base is grpo.init_from (x); drop lora.base"));
 }
 
 }  // namespace

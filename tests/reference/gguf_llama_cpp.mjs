@@ -28,6 +28,10 @@ const context = await model.createContext({
   batchSize: 256,
   sequences: 1,
   flashAttention: false,
+  // One thread: these models are tiny, and ggml's worker threads spin-wait between ops, which on
+  // a loaded machine (ctest -j, shared cores) turned a 1 s run into 30 s. Logits are bitwise the
+  // same for any thread count (threads split rows, not sums).
+  threads: 1,
   experimentalKvCacheKeyType: request.kv_cache_type,
   experimentalKvCacheValueType: request.kv_cache_type,
 });

@@ -1,0 +1,195 @@
+#include "launcher/ppo_command.h"
+
+#include <fmt/format.h>
+#include <mpi.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/check.h"
+#include "data/tokenizer.h"
+#include "launcher/checkpoint_argument.h"
+#include "launcher/checkpoint_directory.h"
+#include "launcher/checkpoint_state.h"
+#include "launcher/command_failure.h"
+#include "launcher/reward_model_trainer.h"
+#include "launcher/world_communicator.h"
+#include "parallel/mpi_communicator.h"
+#include "posttrain/rewards.h"
+
+namespace tessera {
+
+namespace {
+
+Tokenizer load_ppo_tokenizer(const PpoConfig& c) {
+  if (!c.tokenizer_model.empty()) return Tokenizer::load(c.tokenizer_model);
+  return Tokenizer::load(std::filesystem::path(c.vocab_file), std::filesystem::path(c.merge_file));
+}
+
+void check_exists(const std::string& path, const std::string& key, const std::string& fix) {
+  TS_CHECK(std::filesystem::exists(path), key, " ", path, " does not exist: ", fix);
+}
+
+std::string step_line(const PpoStepStats& s, int64_t steps) {
+  std::string line = fmt::format(
+      "step {}/{} | reward {:.3f} | accuracy {:.3f} | kl {:.4f} | entropy {:.3f} | clip {:.3f} | policy loss {:.4f} "
+      "| value loss {:.4f} | value clip {:.3f} | explained variance {:.3f} | response {:.1f} tokens | generation "
+      "{:.0f} tokens/s | training {:.0f} tokens/s",
+      s.step, steps, s.mean_reward, s.accuracy, s.kl, s.entropy, s.clip_fraction, s.policy_loss, s.value_loss,
+      s.value_clip_fraction, s.explained_variance, s.response_length, s.generation_tokens_per_s,
+      s.training_tokens_per_s);
+  if (s.generation_peak_mib > 0)
+    line += fmt::format(" | memory: generation peak {:.0f} MiB, {:.0f} MiB after its KV cache is freed",
+                        s.generation_peak_mib, s.after_release_mib);
+  return line;
+}
+
+std::string step_json(const PpoStepStats& s) {
+  return fmt::format(
+      "{{\"step\": {}, \"reward\": {}, \"accuracy\": {}, \"kl\": {}, \"entropy\": {}, \"clip_fraction\": {}, "
+      "\"policy_loss\": {}, \"value_loss\": {}, \"value_clip_fraction\": {}, \"explained_variance\": {}, "
+      "\"response_length\": {}, \"generation_tokens_per_s\": {}, \"training_tokens_per_s\": {}}}",
+      s.step, s.mean_reward, s.accuracy, s.kl, s.entropy, s.clip_fraction, s.policy_loss, s.value_loss,
+      s.value_clip_fraction, s.explained_variance, s.response_length, s.generation_tokens_per_s,
+      s.training_tokens_per_s);
+}
+
+}  // namespace
+
+CLI::App* add_ppo_subcommand(CLI::App& app, PpoCommandOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "ppo",
+      "PPO (RLHF) from an SFT checkpoint: actor, critic, reference, reward model or programmatic reward "
+      "(recipes/ppo_*.yaml)");
+  command->add_option("recipe", options.recipe, "recipe YAML")->required()->check(CLI::ExistingFile);
+  command->add_option("overrides", options.overrides, "section.key=value overrides");
+  return command;
+}
+
+std::unique_ptr<RewardModel> load_ppo_critic(const std::string& checkpoint, const TransformerConfig& config,
+                                             uint64_t seed, Device device, DType dtype) {
+  const LoadedCheckpoint loaded = load_checkpoint_argument(checkpoint, "ppo (ppo.critic_init_from)");
+  if (loaded.checkpoint.model.count("score.weight") > 0) return load_reward_model(loaded.path, device, dtype);
+  auto critic = std::make_unique<RewardModel>(config, seed, ParamOptions{dtype, device});
+  load_model_weights(loaded.checkpoint, loaded.path, critic->backbone());
+  return critic;
+}
+
+PpoRunResult run_ppo(const PpoConfig& config, const std::string& resolved_yaml, Communicator* world,
+                     const std::function<void(const std::string&)>& log) {
+  const int64_t ranks = world != nullptr ? world->size() : 1;
+  const bool leader = world == nullptr || world->rank() == 0;
+  validate(config.trainer, ranks);
+  check_exists(config.init_from, "ppo.init_from",
+               "run the SFT recipe first (tessera train recipes/sft_arithmetic_gpt2.yaml) or point ppo.init_from at a "
+               "checkpoint directory or file");
+  if (!config.reward_model.empty())
+    check_exists(config.reward_model, "ppo.reward_model",
+                 "train one first (tessera reward-model recipes/reward_model_arithmetic_gpt2.yaml) or unset it and "
+                 "use a programmatic ppo.reward");
+  check_exists(config.critic_init_from, "ppo.critic_init_from", "point it at a reward model or LM checkpoint");
+  const Tokenizer tokenizer = load_ppo_tokenizer(config);
+  TS_CHECK(tokenizer.vocab_size() <= config.model.vocab_size, "the tokenizer's ", tokenizer.vocab_size(),
+           " tokens do not fit the model's vocabulary of ", config.model.vocab_size,
+           " (data.* must name the SFT run's tokenizer)");
+  const ChatTemplate chat_template = ChatTemplate::for_family(config.chat_template, tokenizer);
+  std::vector<GrpoPrompt> prompts = read_grpo_prompts(config.prompts_path, chat_template);
+  std::vector<GrpoPrompt> held_out;
+  if (!config.eval_prompts_path.empty()) {
+    held_out = read_grpo_prompts(config.eval_prompts_path, chat_template);
+    if (config.eval_prompts > 0 && int64_t(held_out.size()) > config.eval_prompts) held_out.resize(config.eval_prompts);
+  }
+
+  PpoReward reward;
+  std::unique_ptr<RewardModel> reward_model;
+  if (!config.reward_model.empty()) {
+    reward_model = load_reward_model(config.reward_model, config.device, config.dtype);
+    TS_CHECK(tokenizer.vocab_size() <= reward_model->backbone().config().vocab_size, "ppo.reward_model ",
+             config.reward_model, " has a vocabulary of ", reward_model->backbone().config().vocab_size,
+             " but the tokenizer ", tokenizer.vocab_size(), " tokens: it must be trained on the actor's tokenizer");
+    reward.model = reward_model.get();
+  }
+  if (config.reward != "none") {
+    reward.function = reward_function_by_name(config.reward, {config.format_penalty});
+    reward.correct = reward_function_by_name(config.reward, {});
+  }
+
+  LoadedCheckpoint loaded = load_checkpoint_argument(config.init_from, "ppo (ppo.init_from)");
+  GptModel actor(config.model, /*seed=*/0, ParamOptions{config.dtype, config.device});
+  load_model_weights(loaded.checkpoint, loaded.path, actor);
+  std::unique_ptr<RewardModel> critic =
+      load_ppo_critic(config.critic_init_from, config.model, config.trainer.seed, config.device, config.dtype);
+  std::unique_ptr<ReferencePolicy> reference;
+  if (config.trainer.kl_coef > 0) reference = std::make_unique<FrozenCopyReference>(actor);
+  const std::string reward_name =
+      config.reward_model.empty() ? config.reward
+                                  : (config.reward == "none" ? "model " + config.reward_model
+                                                             : "model " + config.reward_model + " + " + config.reward);
+  log(
+      fmt::format("tessera ppo: {} ({:.1f}M parameters) from {} (step {}) on {} x {}; critic from {}; {} prompts, {} "
+                  "held out; {} prompts x {} samples per step, reward {}",
+                  config.model.name, double(config.model.parameter_count()) / 1e6, loaded.path, loaded.checkpoint.step,
+                  ranks, config.device.str(), config.critic_init_from, prompts.size(), held_out.size(),
+                  config.trainer.prompts_per_step, config.trainer.samples_per_prompt, reward_name));
+
+  PpoTrainer trainer(config.trainer, actor, *critic, std::move(reference), reward, std::move(prompts), tokenizer,
+                     ranks > 1 ? world : nullptr);
+  PpoRunResult result;
+  const SamplingOptions eval_sampling{0.0, 0, 1.0};  // greedy: what the model answers
+  auto evaluate = [&] {
+    if (held_out.empty()) return;
+    const PpoEvalStats e = trainer.evaluate(held_out, eval_sampling, config.trainer.seed);
+    result.evaluations.emplace_back(trainer.steps_taken(), e);
+    log(fmt::format("eval after {} steps: held-out reward {:.3f}, accuracy {:.3f} ({} prompts, greedy)",
+                    trainer.steps_taken(), e.mean_reward, e.accuracy, e.samples));
+  };
+  std::ofstream metrics;
+  if (leader && !config.run_dir.empty()) {
+    std::filesystem::create_directories(config.run_dir);
+    metrics.open(std::filesystem::path(config.run_dir) / "metrics.jsonl");
+  }
+  evaluate();
+  for (int64_t step = 1; step <= config.steps; ++step) {
+    result.steps.push_back(trainer.step());
+    if (metrics.is_open()) metrics << step_json(result.steps.back()) << "\n" << std::flush;
+    if (step % config.log_interval == 0 || step == config.steps) log(step_line(result.steps.back(), config.steps));
+    if (step % config.eval_interval == 0 && step != config.steps) evaluate();
+  }
+  evaluate();
+  if (leader && !config.save.empty()) {
+    TrainingCheckpoint checkpoint;
+    checkpoint.config_yaml = resolved_yaml;
+    checkpoint.step = trainer.steps_taken();
+    for (const auto& [name, value] : actor.named_parameters())
+      checkpoint.model[name] = SavedParameter{value.detach().to(Device::cpu()).to(DType::F32), value.dtype()};
+    result.saved = save_checkpoint(config.save, checkpoint, /*keep_last=*/3, log).path;
+    log("saved the actor to " + result.saved);
+  }
+  return result;
+}
+
+int run_ppo_command(const PpoCommandOptions& options, const MpiRuntime& runtime) {
+  const LaunchContext launch = launch_context(runtime);
+  try {
+    const Recipe recipe = Recipe::load(options.recipe, options.overrides);
+    PpoConfig config = ppo_config_from_recipe(recipe);
+    if (config.device.is_cuda()) config.device = Device::cuda(launch.local_rank);
+    std::unique_ptr<MpiCommunicator> host_world;
+    std::unique_ptr<Communicator> world;
+    if (launch.world_size > 1) {
+      host_world = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, "world");
+      world = make_world_communicator(*host_world, config.device);
+    }
+    run_ppo(config, recipe.resolved_yaml(), world.get(), [&](const std::string& line) {
+      if (launch.rank != 0) return;
+      fmt::print("{}\n", line);
+      std::fflush(stdout);
+    });
+  } catch (const std::exception& e) {
+    return fail_command(launch, e);
+  }
+  return 0;
+}
+
+}  // namespace tessera
