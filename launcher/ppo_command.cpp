@@ -1,7 +1,6 @@
 #include "launcher/ppo_command.h"
 
 #include <fmt/format.h>
-#include <mpi.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -175,13 +174,8 @@ int run_ppo_command(const PpoCommandOptions& options, const MpiRuntime& runtime)
     const Recipe recipe = Recipe::load(options.recipe, options.overrides);
     PpoConfig config = ppo_config_from_recipe(recipe);
     if (config.device.is_cuda()) config.device = Device::cuda(launch.local_rank);
-    std::unique_ptr<MpiCommunicator> host_world;
-    std::unique_ptr<Communicator> world;
-    if (launch.world_size > 1) {
-      host_world = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, "world");
-      world = make_world_communicator(*host_world, config.device);
-    }
-    run_ppo(config, recipe.resolved_yaml(), world.get(), [&](const std::string& line) {
+    const JobWorld job = make_job_world(launch.world_size, config.device);
+    run_ppo(config, recipe.resolved_yaml(), job.world.get(), [&](const std::string& line) {
       if (launch.rank != 0) return;
       fmt::print("{}\n", line);
       std::fflush(stdout);

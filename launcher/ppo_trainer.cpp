@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/memory_stats.h"
 #include "core/ops/ops.h"
+#include "launcher/rollout_text.h"
 #include "optim/grad_norm.h"
 #include "posttrain/advantages.h"
 #include "posttrain/log_probs.h"
@@ -24,26 +25,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 double mib(size_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
-
-// A sampling stream per rank: ranks draw different samples from one recipe seed.
-uint64_t rank_seed(uint64_t seed, int64_t rank) { return seed ^ (0x9E3779B97F4A7C15ULL * uint64_t(rank + 1)); }
-
-// The text of a response; an id no text has (a padded vocabulary) reads as U+FFFD.
-std::string decode_response(const Tokenizer& tokenizer, std::span<const int32_t> ids) {
-  try {
-    return tokenizer.decode(ids);
-  } catch (const Error&) {
-    std::string text;
-    for (int32_t id : ids) {
-      try {
-        text += tokenizer.decode(std::span<const int32_t>(&id, 1));
-      } catch (const Error&) {
-        text += "\xEF\xBF\xBD";
-      }
-    }
-    return text;
-  }
-}
 
 std::vector<Tensor> trainable(const std::vector<Tensor>& parameters) {
   std::vector<Tensor> out;

@@ -7,7 +7,6 @@
 #include <memory>
 #include <sstream>
 
-#include "core/cuda/runtime.h"
 #include "launcher/command_failure.h"
 #include "launcher/dpo_trainer.h"
 #include "launcher/reward_model_trainer.h"
@@ -85,14 +84,8 @@ int run_preference_command(PreferenceMethod method, const PreferenceCommandOptio
   }
   if (logs) fmt::print("resolved configuration ({}):\n{}", options.recipe, config.train.resolved_yaml);
   try {
-    if (config.train.device.is_cuda()) make_cuda_device_current(config.train.device.index);
-    if (launch.world_size == 1) {
-      train(method, config, nullptr, logs);
-      return 0;
-    }
-    MpiCommunicator host_world(MPI_COMM_WORLD, "world");
-    std::unique_ptr<Communicator> world = make_world_communicator(host_world, config.train.device);
-    train(method, config, world.get(), logs);
+    const JobWorld job = make_job_world(launch.world_size, config.train.device);
+    train(method, config, job.world.get(), logs);
   } catch (const std::exception& e) {
     return fail_command(launch, e);
   }

@@ -2,6 +2,8 @@
 #include "launcher/world_communicator.h"
 
 #include "core/check.h"
+#include "core/cuda/runtime.h"
+#include "parallel/mpi_communicator.h"
 #ifdef TESSERA_WITH_NCCL
 #include "parallel/nccl_communicator.h"
 #endif
@@ -17,6 +19,15 @@ void check_world_backend(Device device, int world_size) {
   (void)device;
   (void)world_size;
 #endif
+}
+
+JobWorld make_job_world(int world_size, Device device) {
+  if (device.is_cuda()) make_cuda_device_current(device.index);
+  JobWorld job;
+  if (world_size == 1) return job;
+  job.host = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, "world");
+  job.world = make_world_communicator(*job.host, device);
+  return job;
 }
 
 std::unique_ptr<Communicator> make_world_communicator(Communicator& host_world, Device device) {

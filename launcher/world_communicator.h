@@ -22,4 +22,13 @@ void check_world_backend(Device device, int world_size);
 // host_world.
 std::unique_ptr<Communicator> make_world_communicator(Communicator& host_world, Device device);
 
+// A post-training command's job: with CUDA, this rank's GPU made current first (cuDNN and NCCL
+// launch on the current device); with several ranks, the MPI world and the communicator over it
+// (`world` is null for a single process).
+struct JobWorld {
+  std::unique_ptr<Communicator> host;
+  std::unique_ptr<Communicator> world;
+};
+JobWorld make_job_world(int world_size, Device device);
+
 }  // namespace tessera
