@@ -4,7 +4,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include "core/check.h"
 #include "data/tokenizer.h"
@@ -12,6 +11,7 @@
 #include "launcher/checkpoint_directory.h"
 #include "launcher/checkpoint_state.h"
 #include "launcher/command_failure.h"
+#include "launcher/rollout_run_loop.h"
 #include "launcher/lora_run.h"
 #include "launcher/recipe.h"
 #include "launcher/world_communicator.h"
@@ -112,27 +112,9 @@ GrpoRunResult run_grpo(const GrpoConfig& config, const std::string& resolved_yam
     log(config.trainer.kl_coef > 0 ? memory.describe_reference() : "LoRA: no reference (grpo.kl_coef is 0)");
   }
   GrpoRunResult result;
-  const SamplingOptions eval_sampling{0.0, 0, 1.0};  // greedy: what the model answers
-  auto evaluate = [&] {
-    if (held_out.empty()) return;
-    const GrpoEvalStats e = trainer.evaluate(held_out, eval_sampling, config.trainer.seed);
-    result.evaluations.emplace_back(trainer.steps_taken(), e);
-    log(fmt::format("eval after {} steps: held-out reward {:.3f}, accuracy {:.3f} ({} prompts, greedy)",
-                    trainer.steps_taken(), e.mean_reward, e.accuracy, e.samples));
-  };
-  std::ofstream metrics;
-  if (leader && !config.run_dir.empty()) {
-    std::filesystem::create_directories(config.run_dir);
-    metrics.open(std::filesystem::path(config.run_dir) / "metrics.jsonl");
-  }
-  evaluate();
-  for (int64_t step = 1; step <= config.steps; ++step) {
-    result.steps.push_back(trainer.step());
-    if (metrics.is_open()) metrics << step_json(result.steps.back()) << "\n" << std::flush;
-    if (step % config.log_interval == 0 || step == config.steps) log(step_line(result.steps.back(), config.steps));
-    if (step % config.eval_interval == 0 && step != config.steps) evaluate();
-  }
-  evaluate();
+  run_rollout_steps(trainer, config, config.trainer.seed, held_out, leader, log, result,
+                    [](const auto& stats) { return step_json(stats); },
+                    [](const auto& stats, int64_t steps) { return step_line(stats, steps); });
   if (leader && !config.save.empty()) {
     TrainingCheckpoint checkpoint;
     checkpoint.config_yaml = resolved_yaml;

@@ -1,39 +1,18 @@
 #include "launcher/grpo_config.h"
 
 #include "core/check.h"
-#include "core/cuda/runtime.h"
-#include "launcher/train_config.h"
 
 namespace tessera {
 
 GrpoConfig grpo_config_from_recipe(const Recipe& recipe) {
   GrpoConfig c;
-  c.model = model_config_from_recipe(recipe);
-  c.init_from = recipe.get_string("grpo.init_from");
-  TS_CHECK(!c.init_from.empty(),
-           "grpo.init_from is not set: point it at the checkpoint (directory or file) of the SFT "
-           "run the policy starts from, e.g. grpo.init_from=checkpoints/sft_arithmetic_gpt2");
+  static_cast<RolloutRunConfig&>(c) = rollout_run_config(recipe, "grpo", "GRPO", "policy");
   // With LoRA the policy is grpo.init_from's model as the frozen base plus adapters, and the KL
   // reference is that base with the adapters off (launcher/grpo_command.h).
   const std::string lora_base = recipe.get_string("lora.base");
   TS_CHECK(!c.model.lora.enabled() || lora_base.empty() || lora_base == c.init_from, recipe.origin("lora.base"),
            ": lora.base = ", lora_base, ", but with LoRA in grpo the frozen base is grpo.init_from (", c.init_from,
            "); drop lora.base");
-  c.prompts_path = recipe.get_list("grpo.prompts_path");
-  TS_CHECK(!c.prompts_path.empty(),
-           "grpo.prompts_path is not set: give the chat JSONL files whose questions are the "
-           "training prompts (scripts/make_arithmetic_chat.py writes them)");
-  if (recipe.has("grpo.eval_prompts_path")) c.eval_prompts_path = recipe.get_list("grpo.eval_prompts_path");
-  c.eval_prompts = recipe.get_int("grpo.eval_prompts");
-  c.reward = recipe.get_string("grpo.reward");
-  c.format_penalty = recipe.get_float("grpo.format_penalty");
-  c.chat_template = recipe.get_string("data.chat_template");
-  c.tokenizer_model = recipe.get_string("data.tokenizer_model");
-  c.vocab_file = recipe.get_string("data.vocab_file");
-  c.merge_file = recipe.get_string("data.merge_file");
-  TS_CHECK(!c.tokenizer_model.empty() || (!c.vocab_file.empty() && !c.merge_file.empty()),
-           "the recipe names no tokenizer: set data.tokenizer_model, or data.vocab_file and data.merge_file (the SFT "
-           "run's)");
 
   GrpoTrainerOptions& t = c.trainer;
   t.prompts_per_step = recipe.get_int("train.global_batch_size");
@@ -53,18 +32,6 @@ GrpoConfig grpo_config_from_recipe(const Recipe& recipe) {
   t.seed = uint64_t(recipe.get_int("train.seed"));
   validate(t, 1);  // the rank count is checked again once known
 
-  c.steps = recipe.get_int("train.train_iters");
-  c.eval_interval = recipe.get_int("train.eval_interval");
-  c.log_interval = recipe.get_int("logging.log_interval");
-  c.save = recipe.get_string("checkpoint.save");
-  c.run_dir = recipe.get_string("logging.run_dir");
-  TS_CHECK(c.model.hidden_dropout == 0.0, "model.hidden_dropout is ", c.model.hidden_dropout,
-           ": GRPO samples and scores without dropout; set model.hidden_dropout=0");
-  const std::string device = recipe.get_string("train.device");
-  const int gpus = cuda_device_count();
-  TS_CHECK(device != "cuda" || gpus > 0, "train.device is cuda but no GPU is visible; use cpu or auto");
-  c.device = device != "cpu" && gpus > 0 ? Device::cuda(0) : Device::cpu();
-  c.dtype = c.device.is_cuda() && recipe.get_string("train.precision") == "bf16" ? DType::BF16 : DType::F32;
   return c;
 }
 

@@ -17,26 +17,13 @@
 #include "core/dtype.h"
 #include "launcher/grpo_trainer.h"
 #include "launcher/recipe.h"
+#include "launcher/rollout_recipe.h"
 #include "models/transformer_config.h"
 
 namespace tessera {
 
-struct GrpoConfig {
-  TransformerConfig model;
+struct GrpoConfig : RolloutRunConfig {
   GrpoTrainerOptions trainer;
-  std::string init_from;
-  std::vector<std::string> prompts_path, eval_prompts_path;
-  int64_t eval_prompts = 0;  // 0: all
-  std::string reward = "arithmetic";
-  double format_penalty = 0.0;
-  std::string chat_template = "gpt2";
-  std::string tokenizer_model, vocab_file, merge_file;  // data.*
-  int64_t steps = 1;
-  int64_t eval_interval = 1000;
-  int64_t log_interval = 1;
-  Device device = Device::cpu();
-  DType dtype = DType::F32;  // parameters: bf16 on a GPU with train.precision bf16, else f32
-  std::string save, run_dir;
 };
 
 // Throws a one-line reason naming the key (e.g. a missing grpo.init_from) before any work.

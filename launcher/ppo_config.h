@@ -15,28 +15,15 @@
 #include "core/dtype.h"
 #include "launcher/ppo_trainer.h"
 #include "launcher/recipe.h"
+#include "launcher/rollout_recipe.h"
 #include "models/transformer_config.h"
 
 namespace tessera {
 
-struct PpoConfig {
-  TransformerConfig model;
+struct PpoConfig : RolloutRunConfig {  // reward: a programmatic reward, or "none"
   PpoTrainerOptions trainer;
-  std::string init_from;              // the actor's (and the reference's) starting checkpoint
-  std::string critic_init_from;       // resolved: ppo.critic_init_from, else reward_model, else init_from
-  std::string reward_model;           // a `tessera reward-model` checkpoint, or empty
-  std::string reward = "arithmetic";  // a programmatic reward, or "none"
-  double format_penalty = 0.0;
-  std::vector<std::string> prompts_path, eval_prompts_path;
-  int64_t eval_prompts = 0;  // 0: all
-  std::string chat_template = "gpt2";
-  std::string tokenizer_model, vocab_file, merge_file;  // data.*
-  int64_t steps = 1;
-  int64_t eval_interval = 1000;
-  int64_t log_interval = 1;
-  Device device = Device::cpu();
-  DType dtype = DType::F32;  // bf16 on a GPU with train.precision bf16, else f32
-  std::string save, run_dir;
+  std::string critic_init_from;  // resolved: ppo.critic_init_from, else reward_model, else init_from
+  std::string reward_model;      // a `tessera reward-model` checkpoint, or empty
 };
 
 // Throws a one-line reason naming the key (no reward source, a missing ppo.init_from) before any work.
