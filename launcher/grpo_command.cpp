@@ -11,6 +11,7 @@
 #include "launcher/checkpoint_directory.h"
 #include "launcher/checkpoint_state.h"
 #include "launcher/command_failure.h"
+#include "launcher/rollout_policy.h"
 #include "launcher/rollout_run_loop.h"
 #include "launcher/lora_run.h"
 #include "launcher/recipe.h"
@@ -81,21 +82,9 @@ GrpoRunResult run_grpo(const GrpoConfig& config, const std::string& resolved_yam
   const RewardFunction correct = reward_function_by_name(config.reward, {});
 
   LoadedCheckpoint loaded = load_checkpoint_argument(config.init_from, "grpo (grpo.init_from)");
-  // With LoRA the policy is the checkpoint's model frozen plus adapters (drawn from train.seed),
-  // and the KL reference is the same model with its adapters off: no copy of the weights.
-  const bool lora = config.model.lora.enabled();
-  std::unique_ptr<GptModel> policy_model;
-  if (lora) {
-    policy_model = load_lora_policy(config.model, config.trainer.seed, ParamOptions{config.dtype, config.device},
-                                    loaded.checkpoint.model, loaded.path);
-  } else {
-    policy_model = std::make_unique<GptModel>(config.model, /*seed=*/0, ParamOptions{config.dtype, config.device});
-    load_model_weights(loaded.checkpoint, loaded.path, *policy_model);
-  }
-  GptModel& policy = *policy_model;
-  std::unique_ptr<ReferencePolicy> reference;
-  if (config.trainer.kl_coef > 0 && lora) reference = std::make_unique<LoraBaseReference>(policy);
-  if (config.trainer.kl_coef > 0 && !lora) reference = std::make_unique<FrozenCopyReference>(policy);
+  RolloutPolicy rollout_policy = load_rollout_policy(config, loaded, config.trainer.seed, config.trainer.kl_coef > 0);
+  GptModel& policy = *rollout_policy.model;
+  const bool lora = rollout_policy.lora;
   log(
       fmt::format("tessera grpo: {} ({:.1f}M parameters) from {} (step {}) on {} x {}; {} prompts, {} held out; "
                   "{} prompts x {} samples per step, reward {}",
@@ -103,7 +92,7 @@ GrpoRunResult run_grpo(const GrpoConfig& config, const std::string& resolved_yam
                   ranks, config.device.str(), prompts.size(), held_out.size(), config.trainer.prompts_per_step,
                   config.trainer.group_size, config.reward));
 
-  GrpoTrainer trainer(config.trainer, policy, std::move(reference), reward, correct, std::move(prompts), tokenizer,
+  GrpoTrainer trainer(config.trainer, policy, std::move(rollout_policy.reference), reward, correct, std::move(prompts), tokenizer,
                       ranks > 1 ? world : nullptr);
   if (lora) {
     const LoraMemory memory = measure_lora_memory(policy, trainer.optimizer().parameters(),
@@ -116,17 +105,8 @@ GrpoRunResult run_grpo(const GrpoConfig& config, const std::string& resolved_yam
                     [](const auto& stats) { return step_json(stats); },
                     [](const auto& stats, int64_t steps) { return step_line(stats, steps); });
   if (leader && !config.save.empty()) {
-    TrainingCheckpoint checkpoint;
-    checkpoint.config_yaml = resolved_yaml;
-    checkpoint.step = trainer.steps_taken();
-    if (lora) {
-      // The adapters alone; the saved recipe's lora.base names the base they belong on, which
-      // `tessera export` merges them into (as for a `tessera train` LoRA run).
-      checkpoint.config_yaml =
-          Recipe::parse(resolved_yaml, "grpo recipe", {"lora.base=" + loaded.path}).resolved_yaml();
-    }
-    for (const auto& [name, value] : lora ? lora_state_dict(policy) : policy.named_parameters())
-      checkpoint.model[name] = SavedParameter{value.detach().to(Device::cpu()).to(DType::F32), value.dtype()};
+    const TrainingCheckpoint checkpoint =
+        rollout_policy_checkpoint(rollout_policy, loaded, resolved_yaml, trainer.steps_taken());
     result.saved = save_checkpoint(config.save, checkpoint, /*keep_last=*/3, log).path;
     log("saved the policy to " + result.saved);
   }

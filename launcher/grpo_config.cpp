@@ -7,12 +7,6 @@ namespace tessera {
 GrpoConfig grpo_config_from_recipe(const Recipe& recipe) {
   GrpoConfig c;
   static_cast<RolloutRunConfig&>(c) = rollout_run_config(recipe, "grpo", "GRPO", "policy");
-  // With LoRA the policy is grpo.init_from's model as the frozen base plus adapters, and the KL
-  // reference is that base with the adapters off (launcher/grpo_command.h).
-  const std::string lora_base = recipe.get_string("lora.base");
-  TS_CHECK(!c.model.lora.enabled() || lora_base.empty() || lora_base == c.init_from, recipe.origin("lora.base"),
-           ": lora.base = ", lora_base, ", but with LoRA in grpo the frozen base is grpo.init_from (", c.init_from,
-           "); drop lora.base");
 
   GrpoTrainerOptions& t = c.trainer;
   t.prompts_per_step = recipe.get_int("train.global_batch_size");

@@ -11,6 +11,8 @@
 #include "launcher/checkpoint_directory.h"
 #include "launcher/checkpoint_state.h"
 #include "launcher/command_failure.h"
+#include "launcher/lora_run.h"
+#include "launcher/rollout_policy.h"
 #include "launcher/rollout_run_loop.h"
 #include "launcher/reward_model_trainer.h"
 #include "launcher/world_communicator.h"
@@ -115,12 +117,12 @@ PpoRunResult run_ppo(const PpoConfig& config, const std::string& resolved_yaml, 
   }
 
   LoadedCheckpoint loaded = load_checkpoint_argument(config.init_from, "ppo (ppo.init_from)");
-  GptModel actor(config.model, /*seed=*/0, ParamOptions{config.dtype, config.device});
-  load_model_weights(loaded.checkpoint, loaded.path, actor);
+  RolloutPolicy policy = load_rollout_policy(config, loaded, config.trainer.seed, config.trainer.kl_coef > 0);
+  GptModel& actor = *policy.model;
+  TransformerConfig critic_config = config.model;
+  critic_config.lora = {};  // LoRA adapts the actor; the critic trains whole
   std::unique_ptr<RewardModel> critic =
-      load_ppo_critic(config.critic_init_from, config.model, config.trainer.seed, config.device, config.dtype);
-  std::unique_ptr<ReferencePolicy> reference;
-  if (config.trainer.kl_coef > 0) reference = std::make_unique<FrozenCopyReference>(actor);
+      load_ppo_critic(config.critic_init_from, critic_config, config.trainer.seed, config.device, config.dtype);
   const std::string reward_name =
       config.reward_model.empty() ? config.reward
                                   : (config.reward == "none" ? "model " + config.reward_model
@@ -132,18 +134,20 @@ PpoRunResult run_ppo(const PpoConfig& config, const std::string& resolved_yaml, 
                   ranks, config.device.str(), config.critic_init_from, prompts.size(), held_out.size(),
                   config.trainer.prompts_per_step, config.trainer.samples_per_prompt, reward_name));
 
-  PpoTrainer trainer(config.trainer, actor, *critic, std::move(reference), reward, std::move(prompts), tokenizer,
+  PpoTrainer trainer(config.trainer, actor, *critic, std::move(policy.reference), reward, std::move(prompts), tokenizer,
                      ranks > 1 ? world : nullptr);
+  if (policy.lora) {
+    const LoraMemory memory = measure_lora_memory(actor, trainer.actor_optimizer().parameters(),
+                                                  adamw_state_bytes(trainer.actor_optimizer()), /*grad_buffer_bytes=*/0);
+    log(memory.describe());
+    log(config.trainer.kl_coef > 0 ? memory.describe_reference() : "LoRA: no reference (ppo.kl_coef is 0)");
+  }
   PpoRunResult result;
   run_rollout_steps(trainer, config, config.trainer.seed, held_out, leader, log, result,
                     [](const auto& stats) { return step_json(stats); },
                     [](const auto& stats, int64_t steps) { return step_line(stats, steps); });
   if (leader && !config.save.empty()) {
-    TrainingCheckpoint checkpoint;
-    checkpoint.config_yaml = resolved_yaml;
-    checkpoint.step = trainer.steps_taken();
-    for (const auto& [name, value] : actor.named_parameters())
-      checkpoint.model[name] = SavedParameter{value.detach().to(Device::cpu()).to(DType::F32), value.dtype()};
+    const TrainingCheckpoint checkpoint = rollout_policy_checkpoint(policy, loaded, resolved_yaml, trainer.steps_taken());
     result.saved = save_checkpoint(config.save, checkpoint, /*keep_last=*/3, log).path;
     log("saved the actor to " + result.saved);
   }

@@ -124,6 +124,7 @@ class PpoTrainer {
   PpoEvalStats evaluate(const std::vector<GrpoPrompt>& prompts, const SamplingOptions& sampling, uint64_t seed);
 
   int64_t steps_taken() const { return steps_; }
+  const AdamW& actor_optimizer() const { return *actor_optimizer_; }  // over the actor's trainable parameters
 
  private:
   GenerationOptions generation_options(const SamplingOptions& sampling) const;

@@ -15,6 +15,12 @@ RolloutRunConfig rollout_run_config(const Recipe& recipe, std::string_view secti
   c.init_from = recipe.get_string(key("init_from"));
   TS_CHECK(!c.init_from.empty(), key("init_from"), " is not set: point it at the checkpoint (directory or file) of ",
            "the SFT run the ", policy, " starts from, e.g. ", key("init_from"), "=checkpoints/sft_arithmetic_gpt2");
+  // With LoRA the policy is init_from's model as the frozen base plus adapters, and the KL
+  // reference is that base with the adapters off (launcher/rollout_policy.h).
+  const std::string lora_base = recipe.get_string("lora.base");
+  TS_CHECK(!c.model.lora.enabled() || lora_base.empty() || lora_base == c.init_from, recipe.origin("lora.base"),
+           ": lora.base = ", lora_base, ", but with LoRA in ", s, " the frozen base is ", key("init_from"), " (",
+           c.init_from, "); drop lora.base");
   c.prompts_path = recipe.get_list(key("prompts_path"));
   TS_CHECK(!c.prompts_path.empty(), key("prompts_path"),
            " is not set: give the chat JSONL files whose questions are the training prompts "

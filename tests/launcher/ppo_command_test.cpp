@@ -130,6 +130,41 @@ TEST_F(PpoCommand, RunsWithARewardModelLogsEvaluatesAndSavesTheActor) {
 
 // The critic's start: a reward model checkpoint whole (its head is the value head), an LM
 // checkpoint as the backbone under a fresh head.
+// With a lora: section the actor is the init checkpoint's model frozen plus adapters, the KL
+// reference is that model with its adapters off (no copy: the memory line says so and what a copy
+// would hold), the critic trains whole, and the saved actor is the adapters alone under a recipe
+// whose lora.base names the base checkpoint.
+TEST_F(PpoCommand, LoraTrainsTheActorsAdaptersAndTheReferenceIsTheBase) {
+  const std::string init = write_checkpoint("sft", 3, false);
+  const std::string reward_model = write_checkpoint("rm", 4, true);
+  const Recipe recipe = Recipe::parse(recipe_text("  init_from: " + init + "\n  reward_model: " + reward_model +
+                                                  "\n  reward: none\n  kl_coef: 0.1\n") +
+                                          "lora:\n  rank: 2\n  alpha: 4\n",
+                                      "ppo.yaml");
+  const PpoConfig config = ppo_config_from_recipe(recipe);
+  ASSERT_TRUE(config.model.lora.enabled());
+  std::vector<std::string> lines;
+  const PpoRunResult result =
+      run_ppo(config, recipe.resolved_yaml(), nullptr, [&](const std::string& line) { lines.push_back(line); });
+  ASSERT_EQ(result.steps.size(), 2u);
+  std::string log;
+  for (const std::string& line : lines) log += line + "\n";
+  EXPECT_THAT(log, HasSubstr("gradients 0 B, optimizer state 0 B"));
+  EXPECT_THAT(log, HasSubstr("reference: the base with adapters off, 0 B extra"));
+
+  const LoadedCheckpoint saved = load_checkpoint_argument(folder_.file("ppo_out"), "test");
+  ASSERT_FALSE(saved.checkpoint.model.empty());
+  bool trained = false;
+  for (const auto& [name, parameter] : saved.checkpoint.model) {
+    EXPECT_NE(name.find(".adapter."), std::string::npos) << name << " is not an adapter tensor";
+    if (name.find("linear_out") == std::string::npos) continue;  // B starts at zero
+    for (float v : parameter.value.to_vector<float>()) trained = trained || v != 0.0f;
+  }
+  EXPECT_TRUE(trained) << "the adapters' B moved from zero";
+  EXPECT_EQ(Recipe::parse(saved.checkpoint.config_yaml, "saved").get_string("lora.base"),
+            load_checkpoint_argument(init, "test").path);
+}
+
 TEST_F(PpoCommand, CriticStartsFromARewardModelOrAnLmCheckpoint) {
   const Recipe recipe = Recipe::parse(recipe_text(""), "ppo.yaml");
   const TransformerConfig config = model_config_from_recipe(recipe);
