@@ -24,11 +24,6 @@ namespace tessera {
 
 namespace {
 
-Tokenizer load_grpo_tokenizer(const GrpoConfig& c) {
-  if (!c.tokenizer_model.empty()) return Tokenizer::load(c.tokenizer_model);
-  return Tokenizer::load(std::filesystem::path(c.vocab_file), std::filesystem::path(c.merge_file));
-}
-
 std::string step_line(const GrpoStepStats& s, int64_t steps) {
   std::string line = fmt::format(
       "step {}/{} | reward {:.3f} | accuracy {:.3f} | kl {:.4f} | entropy {:.3f} | clip {:.3f} | loss {:.4f} | "
@@ -67,17 +62,10 @@ GrpoRunResult run_grpo(const GrpoConfig& config, const std::string& resolved_yam
   TS_CHECK(std::filesystem::exists(config.init_from), "grpo.init_from ", config.init_from,
            " does not exist: run the SFT recipe first (tessera train recipes/sft_arithmetic_gpt2.yaml) or point "
            "grpo.init_from at a checkpoint directory or file");
-  const Tokenizer tokenizer = load_grpo_tokenizer(config);
-  TS_CHECK(tokenizer.vocab_size() <= config.model.vocab_size, "the tokenizer's ", tokenizer.vocab_size(),
-           " tokens do not fit the model's vocabulary of ", config.model.vocab_size,
-           " (data.* must name the SFT run's tokenizer)");
-  const ChatTemplate chat_template = ChatTemplate::for_family(config.chat_template, tokenizer);
-  std::vector<GrpoPrompt> prompts = read_grpo_prompts(config.prompts_path, chat_template);
-  std::vector<GrpoPrompt> held_out;
-  if (!config.eval_prompts_path.empty()) {
-    held_out = read_grpo_prompts(config.eval_prompts_path, chat_template);
-    if (config.eval_prompts > 0 && int64_t(held_out.size()) > config.eval_prompts) held_out.resize(config.eval_prompts);
-  }
+  RolloutData data(config);
+  const Tokenizer& tokenizer = data.tokenizer;
+  std::vector<GrpoPrompt>& prompts = data.prompts;
+  const std::vector<GrpoPrompt>& held_out = data.held_out;
   const RewardFunction reward = reward_function_by_name(config.reward, {config.format_penalty});
   const RewardFunction correct = reward_function_by_name(config.reward, {});
 

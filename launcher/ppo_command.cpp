@@ -23,11 +23,6 @@ namespace tessera {
 
 namespace {
 
-Tokenizer load_ppo_tokenizer(const PpoConfig& c) {
-  if (!c.tokenizer_model.empty()) return Tokenizer::load(c.tokenizer_model);
-  return Tokenizer::load(std::filesystem::path(c.vocab_file), std::filesystem::path(c.merge_file));
-}
-
 void check_exists(const std::string& path, const std::string& key, const std::string& fix) {
   TS_CHECK(std::filesystem::exists(path), key, " ", path, " does not exist: ", fix);
 }
@@ -90,17 +85,10 @@ PpoRunResult run_ppo(const PpoConfig& config, const std::string& resolved_yaml, 
                  "train one first (tessera reward-model recipes/reward_model_arithmetic_gpt2.yaml) or unset it and "
                  "use a programmatic ppo.reward");
   check_exists(config.critic_init_from, "ppo.critic_init_from", "point it at a reward model or LM checkpoint");
-  const Tokenizer tokenizer = load_ppo_tokenizer(config);
-  TS_CHECK(tokenizer.vocab_size() <= config.model.vocab_size, "the tokenizer's ", tokenizer.vocab_size(),
-           " tokens do not fit the model's vocabulary of ", config.model.vocab_size,
-           " (data.* must name the SFT run's tokenizer)");
-  const ChatTemplate chat_template = ChatTemplate::for_family(config.chat_template, tokenizer);
-  std::vector<GrpoPrompt> prompts = read_grpo_prompts(config.prompts_path, chat_template);
-  std::vector<GrpoPrompt> held_out;
-  if (!config.eval_prompts_path.empty()) {
-    held_out = read_grpo_prompts(config.eval_prompts_path, chat_template);
-    if (config.eval_prompts > 0 && int64_t(held_out.size()) > config.eval_prompts) held_out.resize(config.eval_prompts);
-  }
+  RolloutData data(config);
+  const Tokenizer& tokenizer = data.tokenizer;
+  std::vector<GrpoPrompt>& prompts = data.prompts;
+  const std::vector<GrpoPrompt>& held_out = data.held_out;
 
   PpoReward reward;
   std::unique_ptr<RewardModel> reward_model;

@@ -1,5 +1,7 @@
 #include "launcher/rollout_recipe.h"
 
+#include <filesystem>
+
 #include "core/check.h"
 #include "core/cuda/runtime.h"
 #include "launcher/train_config.h"
@@ -49,6 +51,26 @@ RolloutRunConfig rollout_run_config(const Recipe& recipe, std::string_view secti
   c.device = device != "cpu" && gpus > 0 ? Device::cuda(0) : Device::cpu();
   c.dtype = c.device.is_cuda() && recipe.get_string("train.precision") == "bf16" ? DType::BF16 : DType::F32;
   return c;
+}
+
+namespace {
+
+Tokenizer load_rollout_tokenizer(const RolloutRunConfig& c) {
+  if (!c.tokenizer_model.empty()) return Tokenizer::load(c.tokenizer_model);
+  return Tokenizer::load(std::filesystem::path(c.vocab_file), std::filesystem::path(c.merge_file));
+}
+
+}  // namespace
+
+RolloutData::RolloutData(const RolloutRunConfig& config)
+    : tokenizer(load_rollout_tokenizer(config)), chat_template(ChatTemplate::for_family(config.chat_template, tokenizer)) {
+  TS_CHECK(tokenizer.vocab_size() <= config.model.vocab_size, "the tokenizer's ", tokenizer.vocab_size(),
+           " tokens do not fit the model's vocabulary of ", config.model.vocab_size,
+           " (data.* must name the SFT run's tokenizer)");
+  prompts = read_grpo_prompts(config.prompts_path, chat_template);
+  if (config.eval_prompts_path.empty()) return;
+  held_out = read_grpo_prompts(config.eval_prompts_path, chat_template);
+  if (config.eval_prompts > 0 && int64_t(held_out.size()) > config.eval_prompts) held_out.resize(config.eval_prompts);
 }
 
 }  // namespace tessera

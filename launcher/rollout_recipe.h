@@ -13,6 +13,9 @@
 
 #include "core/device.h"
 #include "core/dtype.h"
+#include "data/chat_template.h"
+#include "data/tokenizer.h"
+#include "launcher/grpo_prompts.h"
 #include "launcher/recipe.h"
 #include "models/transformer_config.h"
 
@@ -40,5 +43,18 @@ struct RolloutRunConfig {
 // tokenizer, dropout, a cuda device without a GPU) before any work.
 RolloutRunConfig rollout_run_config(const Recipe& recipe, std::string_view section, std::string_view method,
                                     std::string_view policy);
+
+// The tokenizer (data.tokenizer_model, or vocab_file and merge_file; it must fit the model's
+// vocabulary), the chat template and the training and held-out prompts of a rollout run. Not
+// copyable: the template refers to the tokenizer.
+struct RolloutData {
+  explicit RolloutData(const RolloutRunConfig& config);
+  RolloutData(const RolloutData&) = delete;
+  RolloutData& operator=(const RolloutData&) = delete;
+
+  Tokenizer tokenizer;
+  ChatTemplate chat_template;
+  std::vector<GrpoPrompt> prompts, held_out;
+};
 
 }  // namespace tessera
